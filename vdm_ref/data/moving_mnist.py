@@ -137,6 +137,7 @@ class MovingMNIST(Dataset):
             (0 <= float(slo) <= float(shi), f"speed must be >= 0 and min <= max, got {speed}"),
             (int(frameskip) >= 1, f"frameskip must be >= 1, got {frameskip}"),
             (motion in MOTIONS, f"motion must be one of {MOTIONS}, got {motion!r}"),
+            (int(seed) >= 0, f"seed must be >= 0, got {seed}"),
         ]
         for ok, message in checks:
             if not ok:
