@@ -88,7 +88,7 @@ def main():
                 rng.standard_normal((args.steps - 1,) + shape), rng.standard_normal((args.steps,) + shape), obs,
                 corrector_noise=rng.standard_normal((args.steps - 1,) + shape) if pc else None, **kw)
             if obs.x is None and name.startswith("replacement"):
-                name = name.replace("replacement", "no guidance (w_r=0, nothing to replace)")
+                name = "no guidance (w_r=0; nothing to replace)" + (" + Langevin (PC)" if pc else "")
             rows.append((name, x.reshape(n, -1), time.perf_counter() - t0))
         for name, f, secs in rows:
             mu, cv = f.mean(0), np.cov(f.T)
