@@ -1,0 +1,63 @@
+"""The 3D U-Net of Sec. 3 / Fig. 1 as Equinox modules: twin of `vdm_ref.network`.
+
+    from vdm_fast.network import from_params, to_params, init, apply
+
+    model = from_params(config, init(config, 0))      # or any checkpoint in the shared layout
+    pred = jax.jit(model)(z, logsnr, cond, frame_mask) # eqx modules are pytrees; config static
+
+Modules: `layers` (Dense, Conv1x3x3, GroupNorm, Upsample), `attention` (SpatialAttention,
+TemporalAttention, AttentionPooling on `jax.nn.dot_product_attention`), `embedding`
+(ConditioningEmbedding), `residual` (ResidualBlock), `unet` (UNet: wiring only). Every public
+function of `vdm_ref.network` has a twin of the same name and signature here.
+"""
+
+from .attention import (
+    AttentionPooling,
+    SpatialAttention,
+    TemporalAttention,
+    attention_implementation,
+    attention_pooling,
+    dot_product_attention,
+    relative_position_bias,
+    spatial_attention,
+    temporal_attention,
+    temporal_attention_mask,
+)
+from .embedding import ConditioningEmbedding, conditioning_embedding, logsnr_embedding
+from .layers import (
+    Conv1x3x3,
+    Dense,
+    GroupNorm,
+    Upsample,
+    conv_1x3x3,
+    dense,
+    downsample,
+    dropout,
+    group_norm,
+    silu,
+    upsample,
+)
+from .residual import ResidualBlock, residual_block
+from .unet import (
+    Block,
+    UNet,
+    apply,
+    blocks,
+    check_inputs,
+    count_params,
+    flops,
+    from_params,
+    init,
+    param_shapes,
+    to_params,
+)
+
+__all__ = [
+    "AttentionPooling", "Block", "ConditioningEmbedding", "Conv1x3x3", "Dense", "GroupNorm",
+    "ResidualBlock", "SpatialAttention", "TemporalAttention", "UNet", "Upsample", "apply",
+    "attention_implementation", "attention_pooling", "blocks", "check_inputs",
+    "conditioning_embedding", "conv_1x3x3", "count_params", "dense", "dot_product_attention",
+    "downsample", "dropout", "flops", "from_params", "group_norm", "init", "logsnr_embedding",
+    "param_shapes", "relative_position_bias", "residual_block", "silu", "spatial_attention",
+    "temporal_attention", "temporal_attention_mask", "to_params", "upsample",
+]

@@ -1,0 +1,170 @@
+"""Elementary layers of the 3D U-Net as Equinox modules: twins of `vdm_ref.network.layers`.
+
+Each module holds its parameters as fields, is built from / turned back into the shared
+parameter dict (`from_params` / `to_params`), and computes in the dtype of its input (weights
+are cast to it, so float32 parameters can run in bfloat16). Each `vdm_ref.network.layers`
+function has a twin here with its signature, e.g. `dense(params, x)`, which builds the module
+from the dict and calls it.
+
+Convolutions are 1x3x3: the frames are folded into the batch and `jax.lax.conv_general_dilated`
+runs a channels-last 2-D convolution (`NHWC`, `HWIO`) over each frame.
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Bool, Float, PRNGKeyArray
+
+from vdm_ref.network.layers import per_channel
+
+__all__ = [
+    "Conv1x3x3", "Dense", "GroupNorm", "Upsample", "conv_1x3x3", "dense", "downsample",
+    "dropout", "dropout_keep", "group_norm", "per_channel", "silu", "upsample",
+]
+
+
+def _bias(b, y):
+    """b: [C] broadcast explicitly against y: [..., C] and cast to y's dtype."""
+    return jnp.reshape(b.astype(y.dtype), (1,) * (y.ndim - 1) + (b.shape[0],))
+
+
+class Dense(eqx.Module):
+    """y = x W + b over the last axis (also the 1x1 convolution). Twin of `layers.dense`."""
+
+    weight: Float[Array, "cin cout"]
+    bias: Float[Array, " cout"] | None
+
+    @classmethod
+    def from_params(cls, params: dict) -> Dense:
+        """From {"w": [Cin, Cout], "b": [Cout]} ("b" optional)."""
+        return cls(jnp.asarray(params["w"]), None if "b" not in params else jnp.asarray(params["b"]))
+
+    def to_params(self) -> dict:
+        return {"w": self.weight} if self.bias is None else {"w": self.weight, "b": self.bias}
+
+    def __call__(self, x: Float[Array, "... cin"]) -> Float[Array, "... cout"]:
+        y = x @ self.weight.astype(x.dtype)
+        return y if self.bias is None else y + _bias(self.bias, y)
+
+
+class Conv1x3x3(eqx.Module):
+    """Space-only 3D convolution, zero padding 1, spatial stride 1 or 2 (2 = downsampling).
+
+    Twin of `layers.conv_1x3x3` / `layers.downsample`: [B, T, H, W, Cin] -> [B, T, H/s, W/s, Cout].
+    """
+
+    weight: Float[Array, "1 3 3 cin cout"]
+    bias: Float[Array, " cout"]
+    stride: int = eqx.field(static=True, default=1)
+
+    @classmethod
+    def from_params(cls, params: dict, *, stride: int = 1) -> Conv1x3x3:
+        """From {"w": [1, 3, 3, Cin, Cout], "b": [Cout]}."""
+        return cls(jnp.asarray(params["w"]), jnp.asarray(params["b"]), stride)
+
+    def to_params(self) -> dict:
+        return {"w": self.weight, "b": self.bias}
+
+    def __call__(self, x: Float[Array, "b t h w cin"]) -> Float[Array, "b t h2 w2 cout"]:
+        b, t, h, w, c = x.shape
+        y = jax.lax.conv_general_dilated(
+            x.reshape(b * t, h, w, c), self.weight[0].astype(x.dtype), (self.stride, self.stride),
+            ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        y = y.reshape((b, t) + y.shape[1:])
+        return y + _bias(self.bias, y)
+
+
+class GroupNorm(eqx.Module):
+    """Per-frame GroupNorm (statistics over H, W and a group's channels), computed in float32.
+
+    Twin of `layers.group_norm`.
+    """
+
+    scale: Float[Array, " c"]
+    offset: Float[Array, " c"]
+    groups: int = eqx.field(static=True)
+    eps: float = eqx.field(static=True, default=1e-6)
+
+    @classmethod
+    def from_params(cls, params: dict, *, groups: int, eps: float = 1e-6) -> GroupNorm:
+        """From {"scale": [C], "offset": [C]}."""
+        return cls(jnp.asarray(params["scale"]), jnp.asarray(params["offset"]), groups, eps)
+
+    def to_params(self) -> dict:
+        return {"scale": self.scale, "offset": self.offset}
+
+    def __call__(self, x: Float[Array, "b t h w c"]) -> Float[Array, "b t h w c"]:
+        b, t, h, w, c = x.shape
+        xg = x.reshape(b, t, h * w, self.groups, c // self.groups)
+        xg = xg.astype(jnp.promote_types(x.dtype, jnp.float32))
+        mean = jnp.mean(xg, axis=(2, 4), keepdims=True)
+        var = jnp.mean(jnp.square(xg - mean), axis=(2, 4), keepdims=True)
+        xn = ((xg - mean) * jax.lax.rsqrt(var + self.eps)).reshape(x.shape).astype(x.dtype)
+        return xn * _bias(self.scale, xn) + _bias(self.offset, xn)
+
+
+class Upsample(eqx.Module):
+    """Nearest-neighbour ×2 in H and W, then a 1x3x3 convolution. Twin of `layers.upsample`."""
+
+    conv: Conv1x3x3
+
+    @classmethod
+    def from_params(cls, params: dict) -> Upsample:
+        return cls(Conv1x3x3.from_params(params))
+
+    def to_params(self) -> dict:
+        return self.conv.to_params()
+
+    def __call__(self, x: Float[Array, "b t h w c"]) -> Float[Array, "b t h2 w2 c"]:
+        b, t, h, w, c = x.shape
+        x = jnp.broadcast_to(x[:, :, :, None, :, None, :], (b, t, h, 2, w, 2, c))
+        return self.conv(x.reshape(b, t, 2 * h, 2 * w, c))
+
+
+def dense(params, x):
+    """Twin of `vdm_ref.network.layers.dense`: `Dense.from_params(params)(x)`."""
+    return Dense.from_params(params)(x)
+
+
+def conv_1x3x3(params, x, *, stride=1):
+    """Twin of `vdm_ref.network.layers.conv_1x3x3`."""
+    return Conv1x3x3.from_params(params, stride=stride)(x)
+
+
+def group_norm(params, x, *, groups, eps=1e-6):
+    """Twin of `vdm_ref.network.layers.group_norm`."""
+    return GroupNorm.from_params(params, groups=groups, eps=eps)(x)
+
+
+def silu(x):
+    """SiLU(x) = x · sigmoid(x) (`jax.nn.silu`)."""
+    return jax.nn.silu(x)
+
+
+def dropout_keep(rng: PRNGKeyArray, rate, shape) -> Bool[Array, "*shape"]:
+    """Keep mask ~ Bernoulli(1 − rate): `jax.random.bernoulli(rng, float32(1 − rate), shape)`.
+
+    Twin of `vdm_ref.network.layers.dropout_keep`, which draws the same mask from the same JAX
+    key (vdm_fast takes JAX keys only, not numpy Generators).
+    """
+    return jax.random.bernoulli(rng, np.float32(1.0 - rate), shape)
+
+
+def dropout(x, rate, rng=None):
+    """Inverted dropout x · m / (1 − rate); rng None or rate 0 is the identity (evaluation)."""
+    if rng is None or rate == 0.0:
+        return x
+    return jnp.where(dropout_keep(rng, rate, x.shape), x / (1.0 - rate), jnp.zeros_like(x))
+
+
+def downsample(params, x):
+    """Twin of `vdm_ref.network.layers.downsample`: the 1x3x3 convolution with stride 2."""
+    return Conv1x3x3.from_params(params, stride=2)(x)
+
+
+def upsample(params, x):
+    """Twin of `vdm_ref.network.layers.upsample`."""
+    return Upsample.from_params(params)(x)

@@ -1,0 +1,129 @@
+"""Placing parameters and batches on a `jax.sharding.Mesh`: data parallelism and FSDP.
+
+    mesh = make_mesh()                                  # all devices on one 'data' axis
+    params = shard_params(params, mesh)                 # DP: every parameter replicated
+    params = shard_params(params, mesh, fsdp=True)      # FSDP: large parameters split on 'data'
+    batch = shard_batch(batch, mesh)                    # leading (batch) axis split on 'data'
+    out = jax.jit(step)(params, batch)                  # XLA inserts the collectives
+
+Meshes may have two axes, e.g. `make_mesh((2, 4), ("data", "fsdp"))`: batches split over
+'data', parameters over 'fsdp' (`shard_params(..., axis="fsdp")`). Each helper takes any
+pytree: the shared parameter dict, an Equinox module (non-array leaves are left alone), or a
+batch tuple/dict.
+
+FSDP rule (`fsdp_partition_spec`): a parameter with at least `min_size` elements is split over
+the mesh axis along its largest dimension divisible by that axis' size (the earliest such
+dimension on a tie); smaller or indivisible parameters are replicated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+
+#: Parameters smaller than this stay replicated under FSDP (splitting them saves little memory
+#: and costs a collective each).
+FSDP_MIN_SIZE = 2**14
+
+
+def make_mesh(shape: Sequence[int] | None = None, names: Sequence[str] = ("data",), *,
+              devices: Sequence[jax.Device] | None = None) -> Mesh:
+    """A device mesh with every axis of type Auto (what `eqx.filter_shard` and jit's sharding
+    propagation expect; jax >= 0.12 defaults to Explicit).
+
+    shape: the mesh shape (default: all devices on one axis); names: one name per axis;
+    devices: default `jax.devices()`. Raises ValueError if the shape does not use exactly the
+    devices given.
+    """
+    devices = list(jax.devices() if devices is None else devices)
+    shape = (len(devices),) if shape is None else tuple(int(s) for s in shape)
+    names = tuple(names)
+    if len(shape) != len(names):
+        raise ValueError(f"mesh shape {shape} and names {names}: expected one name per axis")
+    if int(np.prod(shape)) != len(devices):
+        raise ValueError(f"mesh shape {shape} holds {int(np.prod(shape))} devices: expected "
+                         f"{len(devices)} (the devices given)")
+    axis_type = getattr(jax.sharding, "AxisType", None)
+    if axis_type is not None:
+        try:
+            return jax.make_mesh(shape, names, axis_types=(axis_type.Auto,) * len(shape),
+                                 devices=devices)
+        except TypeError:  # a jax whose make_mesh lacks axis_types/devices
+            pass
+    return Mesh(np.asarray(devices, dtype=object).reshape(shape), names)
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    """The sharding that keeps a full copy of an array on every device of the mesh."""
+    return NamedSharding(mesh, PartitionSpec())
+
+
+def batch_sharding(mesh: Mesh, *, axis: str = "data") -> NamedSharding:
+    """The sharding that splits an array's leading (batch) axis over mesh axis `axis`."""
+    return NamedSharding(mesh, PartitionSpec(axis))
+
+
+def _is_array(x) -> bool:
+    return isinstance(x, (jax.Array, np.ndarray, np.generic))
+
+
+def shard_batch(batch, mesh: Mesh, *, axis: str = "data"):
+    """Place every array of a pytree with its leading axis split over mesh axis `axis` (data
+    parallelism); 0-d arrays are replicated. Raises ValueError when a batch size is not a
+    multiple of the axis size."""
+    n = mesh.shape[axis]
+
+    def place(x):
+        if not _is_array(x):
+            return x
+        if np.ndim(x) == 0:
+            return jax.device_put(x, replicated(mesh))
+        if x.shape[0] % n:
+            raise ValueError(f"batch array of shape {tuple(x.shape)}: expected a leading axis "
+                             f"divisible by the {n} devices of mesh axis {axis!r}")
+        return jax.device_put(x, batch_sharding(mesh, axis=axis))
+
+    return jax.tree_util.tree_map(place, batch)
+
+
+def fsdp_partition_spec(shape: Sequence[int], axis_size: int, *, axis: str = "data",
+                        min_size: int = FSDP_MIN_SIZE) -> PartitionSpec:
+    """The FSDP PartitionSpec of one parameter: split its largest dimension divisible by
+    axis_size over `axis`, or replicate (PartitionSpec()) when it is small or indivisible."""
+    shape = tuple(shape)
+    if int(np.prod(shape)) < min_size or axis_size <= 1:
+        return PartitionSpec()
+    divisible = [d for d in range(len(shape)) if shape[d] % axis_size == 0]
+    if not divisible:
+        return PartitionSpec()
+    dim = max(divisible, key=lambda d: (shape[d], -d))
+    return PartitionSpec(*(axis if d == dim else None for d in range(len(shape))))
+
+
+def _param_sharding(x, mesh, fsdp, axis, min_size):
+    if not fsdp:
+        return replicated(mesh)
+    spec = fsdp_partition_spec(np.shape(x), mesh.shape[axis], axis=axis, min_size=min_size)
+    return NamedSharding(mesh, spec)
+
+
+def param_shardings(params, mesh: Mesh, *, fsdp: bool = False, axis: str = "data",
+                    min_size: int = FSDP_MIN_SIZE):
+    """The pytree of NamedShardings for `params`: replicated (fsdp False) or FSDP-split over
+    mesh axis `axis` (see `fsdp_partition_spec`). Non-array leaves map to None."""
+    return jax.tree_util.tree_map(
+        lambda x: _param_sharding(x, mesh, fsdp, axis, min_size) if _is_array(x) else None, params)
+
+
+def shard_params(params, mesh: Mesh, *, fsdp: bool = False, axis: str = "data",
+                 min_size: int = FSDP_MIN_SIZE):
+    """Place a parameter pytree on the mesh: replicated for data parallelism, or split for FSDP
+    (`param_shardings`). Works on the shared dict and on Equinox modules (non-array leaves are
+    returned unchanged)."""
+    return jax.tree_util.tree_map(
+        lambda x: jax.device_put(x, _param_sharding(x, mesh, fsdp, axis, min_size))
+        if _is_array(x) else x, params)
