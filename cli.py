@@ -77,8 +77,20 @@ class Demo:
             print(f"  {name:<40} W2 = {w2(x, m_exact.reshape(-1), c_exact):.3f}")
 
 
+@dataclasses.dataclass
+class Presets:
+    """Print every preset (Appendix A and the small CPU ones) with its parameter count and FLOPs
+    per network evaluation."""
+
+    def run(self) -> None:
+        from vdm_ref import presets
+
+        presets.main()
+
+
 COMMANDS = {
     "demo": Demo,
+    "presets": Presets,
 }
 
 
