@@ -100,7 +100,8 @@ def sample_conditional(denoise_vjp, z, logsnrs, noise, replace_noise, observatio
 
     **Arguments:** denoise_vjp(z, λ) -> (x̂, vjp); z: z_1 [B, ...]; logsnrs: [steps + 1];
     noise, corrector_noise: [steps − 1, B, ...]; replace_noise: [steps, B, ...] (index 0 draws
-    zᵃ_1); w_r, γ, δ: scalars.
+    zᵃ_1); w_r, γ, δ: scalars. (`vdm_fast`'s twin takes the plain denoise_fn and builds the vjp
+    by `jax.vjp`, and accepts `jax.random` keys for the noise arrays: `noise_from_key` there.)
 
     **Returns:** x [B, ...] with the known entries set to xᵃ.
     """

@@ -11,6 +11,8 @@ Every sampler has the same leading signature, k-diffusion style:
 - logsnrs: the λ grid [steps + 1] from t = 1 to t = 0 (`schedule.logsnr_grid`);
 - noise: the ancestral draws ε, [steps − 1, B, ...] (the last step returns x̂ with no noise).
 All randomness comes in as arrays, so two implementations can consume the same draws.
+`vdm_fast`'s samplers also take a `jax.random` key in place of each noise array (draw i =
+normal(fold_in(key, i))); `vdm_fast.samplers.noise_from_key` materialises those draws for this one.
 """
 
 from ._array import namespace, per_example
