@@ -13,6 +13,8 @@ from typing import Literal
 import tyro
 import tyro.extras
 
+from vdm_fast.generation.commands import Extend, Interpolate, Predict, Sample, Upsample
+
 Backend = Literal["fast", "ref"]
 
 
@@ -91,6 +93,11 @@ class Presets:
 COMMANDS = {
     "demo": Demo,
     "presets": Presets,
+    "sample": Sample,
+    "predict": Predict,
+    "extend": Extend,
+    "interpolate": Interpolate,
+    "upsample": Upsample,
 }
 
 

@@ -1,0 +1,195 @@
+"""A trained network as a denoiser x̂_θ(z_t, λ_t, c), for either backend.
+
+    model = load_model("checkpoints/mnist-small")          # checkpoint: shared params + config
+    model = model_from_params(config, params, backend="ref")
+    x_hat = model.denoiser(z, logsnr, cond)                 # a pytree-callable (eqx.Module)
+
+`Model.denoiser` converts the network's ε̂ or v̂ to x̂ (`vdm_ref.parameterization`), so the
+samplers of both backends take it as their `denoise_fn`. With backend 'fast' the network is the
+Equinox U-Net (`vdm_fast.network.from_params`); with 'ref' it is `vdm_ref.network.apply` on
+jax.numpy, the parameters held as the module's (traced) fields. Either way the weights are
+pytree leaves, so a compiled sampler loop takes them as arguments, not as constants.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from vdm_ref import configs as C
+from vdm_ref.parameterization import x_from_prediction
+
+BACKENDS = ("fast", "ref")
+
+
+class RefNetwork(eqx.Module):
+    """`vdm_ref.network.apply(params, config, ...)` as a pytree-callable (params traced)."""
+
+    params: dict
+    config: C.UNetConfig = eqx.field(static=True)
+
+    def __call__(self, z, logsnr, cond=None, frame_mask=None, *, key=None):
+        from vdm_ref.network import apply
+
+        return apply(self.params, self.config, z, logsnr, cond, frame_mask, dropout_rng=key)
+
+
+class Denoiser(eqx.Module):
+    """x̂_θ(z_t, λ_t, c) = x from the network's prediction (ε: (z − σ ε̂)/α; v: α z − σ v̂).
+
+    `network(z, logsnr, cond)` is the U-Net of either backend; `target` its parameterisation.
+    Computes in float32; returns float32 [B, T, H, W, C].
+    """
+
+    network: Any
+    target: str = eqx.field(static=True)
+
+    def __call__(self, z, logsnr, cond=None):
+        z = jnp.asarray(z, jnp.float32)
+        logsnr = jnp.asarray(logsnr, jnp.float32)
+        pred = jnp.asarray(self.network(z, logsnr, cond), jnp.float32)
+        return x_from_prediction(z, pred, logsnr, self.target)
+
+
+@dataclass(frozen=True)
+class Model:
+    """A network ready to sample: its `Config`, its parameters and the denoiser built on them.
+
+    - `config`: the `vdm_ref.configs.Config` it was trained with (frames, resolution, channels,
+      conditioning, target; sampling defaults in `config.diffusion`).
+    - `denoiser`: `Denoiser` (x̂_θ(z, λ, c)); `backend`: 'fast' or 'ref'.
+    - `meta`: the checkpoint's metadata (empty when built from parameters), e.g. the dataset it
+      was trained on.
+    """
+
+    config: C.Config
+    denoiser: Denoiser
+    backend: str = "fast"
+    meta: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def unet(self) -> C.UNetConfig:
+        return self.config.unet
+
+    @property
+    def frames(self) -> int:
+        """F, the number of frames the model was trained on (one block)."""
+        return self.unet.frames
+
+    @property
+    def image_size(self) -> int:
+        return self.unet.image_size
+
+    @property
+    def channels(self) -> int:
+        return self.unet.in_channels
+
+    @property
+    def size_multiple(self) -> int:
+        """Spatial sizes the network takes are multiples of this: 2**(K − 1)."""
+        return 2 ** (self.unet.num_levels - 1)
+
+    def check_video(self, video, what: str = "video", *, frames: int | None = None) -> None:
+        """Raise ValueError if `video` [B, T, H, W, C] is not something this model can condition on."""
+        shape = tuple(np.shape(video))
+        if len(shape) != 5:
+            raise ValueError(f"{what} has shape {shape}: expected [B, T, H, W, C] (5 axes)")
+        _, t, h, w, c = shape
+        if c != self.channels:
+            raise ValueError(f"{what} has {c} channels: the model takes {self.channels}")
+        if (h, w) != (self.image_size, self.image_size):
+            raise ValueError(f"{what} is {h}x{w}: the model was trained on {self.image_size}x{self.image_size} "
+                             "frames (resize the video to that size)")
+        if frames is not None and t < frames:
+            raise ValueError(f"{what} has {t} frames: at least {frames} are needed")
+
+
+def model_from_params(config: C.Config, params: dict, *, backend: str = "fast", meta: dict | None = None,
+                      compute_dtype=None) -> Model:
+    """A `Model` from a config and parameters in the shared layout (NumPy or JAX arrays).
+
+    backend 'fast': the Equinox U-Net (optionally computing in `compute_dtype`, e.g. bfloat16);
+    'ref': `vdm_ref.network.apply` on jax.numpy float32.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend={backend!r}: expected one of {BACKENDS}")
+    if backend == "fast":
+        from vdm_fast.network import from_params
+
+        network = from_params(config.unet, params, compute_dtype=compute_dtype)
+    else:
+        network = RefNetwork(jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float32), params), config.unet)
+    return Model(config, Denoiser(network, config.unet.target), backend, dict(meta or {}))
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints
+
+
+def config_from_dict(d: dict) -> C.Config:
+    """A `Config` from its `dataclasses.asdict` form (as checkpoints store it)."""
+    if isinstance(d, str):
+        return C.get_preset(d)
+    try:
+        unet = C.UNetConfig(**d["unet"])
+        diffusion = C.DiffusionConfig(**d.get("diffusion", {}))
+        train = C.TrainConfig(**d.get("train", {}))
+        return C.Config(d.get("name", "checkpoint"), d.get("dataset", ""), unet, diffusion, train,
+                        d.get("notes", ""))
+    except (KeyError, TypeError) as e:
+        raise ValueError(f"cannot read the model config from the checkpoint metadata: {e}") from e
+
+
+def load_model(path: str | Path, *, backend: str = "fast", ema: bool = True, compute_dtype=None) -> Model:
+    """The model of a checkpoint (a checkpoint directory or a run directory: its newest one).
+
+    Uses the EMA parameters when the checkpoint has them and `ema` is True. Raises
+    FileNotFoundError naming the path when there is no checkpoint there, ValueError when it
+    cannot be read or does not match its config.
+    """
+    from vdm_ref.checkpoint import CheckpointError, check_shapes, load_checkpoint
+    from vdm_ref.network import param_shapes
+
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"no checkpoint at {p}: expected a checkpoint directory (meta.json, "
+                                "arrays.npz) or a training run directory with checkpoints/step_*")
+    try:
+        arrays, meta = load_checkpoint(p)
+    except CheckpointError as e:
+        raise FileNotFoundError(str(e)) from e
+    if "config" not in meta:
+        raise ValueError(f"checkpoint {p} has no config in its meta.json: cannot build the network")
+    config = config_from_dict(meta["config"])
+    params = arrays.get("ema") if ema and "ema" in arrays else arrays.get("params")
+    if params is None:
+        raise ValueError(f"checkpoint {p} holds no parameters (expected 'params' or 'ema' arrays), "
+                         f"found {sorted(arrays)}")
+    try:
+        check_shapes(params, param_shapes(config.unet), "the checkpoint's parameters")
+    except CheckpointError as e:
+        raise ValueError(str(e)) from e
+    meta = dict(meta, checkpoint=str(p))
+    return model_from_params(config, params, backend=backend, meta=meta, compute_dtype=compute_dtype)
+
+
+def describe(model: Model) -> str:
+    """One line naming the model: preset, frames × size × channels, target, conditioning, step."""
+    u = model.unet
+    step = model.meta.get("step")
+    where = f", step {step}" if step is not None else ""
+    return (f"{model.config.name}: {u.frames}x{u.image_size}x{u.image_size}x{u.in_channels}, "
+            f"{u.target}-prediction, conditioning {u.conditioning}{where} ({model.backend} backend)")
+
+
+def dumps_config(config: C.Config) -> str:
+    """The config as JSON (the form `config_from_dict` reads)."""
+    return json.dumps(dataclasses.asdict(config), sort_keys=True)
