@@ -10,10 +10,12 @@ from __future__ import annotations
 
 __mirror__ = False
 
+import abc
+
 import numpy as np
 
 
-class Dataset:
+class Dataset(abc.ABC):
     """Base class: subclasses implement `__len__` and `clip`, and may override `frame`/`augment`.
 
     **Attributes** (set by subclasses):
@@ -30,12 +32,13 @@ class Dataset:
     num_classes: int | None = None
     captions: list[str] | None = None
 
+    @abc.abstractmethod
     def __len__(self) -> int:
-        raise NotImplementedError
+        """Number of clips."""
 
+    @abc.abstractmethod
     def clip(self, i: int) -> np.ndarray:
         """Clip i, float32 `[T, H, W, C]` in [-1, 1] (no augmentation)."""
-        raise NotImplementedError
 
     def frame(self, i: int, t: int) -> np.ndarray:
         """Frame t of clip i, float32 `[H, W, C]` in [-1, 1]."""
