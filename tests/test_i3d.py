@@ -60,7 +60,7 @@ def moving_squares(n: int, *, frames: int = 9, size: int = 64, seed: int = 0) ->
 def _grace_hopper_pan(frames: int = 9) -> np.ndarray:
     """A camera pan over the photograph matplotlib ships (a project dependency): natural-image
     content as [1, T, 384, 384, 3] uint8, moving 8 px down and 12 px right per frame."""
-    import matplotlib.cbook as cbook
+    from matplotlib import cbook
     from PIL import Image
 
     path = cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
@@ -223,7 +223,7 @@ def test_input_convention_matches_the_checkpoints_batchnorm_statistics(model):
     from vdm_fast.i3d import resize_frames
 
     pan = _grace_hopper_pan().astype(np.float32)
-    resize = lambda v: np.asarray(resize_frames(jnp.asarray(v), 224))  # noqa: E731
+    resize = lambda v: np.asarray(resize_frames(jnp.asarray(v), 224))
     r_ours = _first_layer_mean_correlation(model, resize(pan / 127.5 - 1.0))
     r_unit = _first_layer_mean_correlation(model, resize(pan / 255.0))
     r_bgr = _first_layer_mean_correlation(model, resize(pan[..., ::-1] / 127.5 - 1.0))
@@ -267,7 +267,39 @@ def test_fvd_ranks_same_distribution_below_shuffled_noised_and_frozen(model):
     }
     emb_a = i3d_embeddings(a, model=model, batch_size=4)
     scores = {k: fvd_from_embeddings(emb_a, i3d_embeddings(v, model=model, batch_size=4)) for k, v in sets.items()}
+    print("FVD against set A:", {k: round(v, 1) for k, v in scores.items()})
     same = max(scores["b"], scores["c"])
     spread = abs(scores["b"] - scores["c"])
     for k in ("shuffled", "noised", "frozen"):
         assert scores[k] > same + 5 * max(spread, 1.0), scores
+
+
+# ---------------------------------------------------------------------------------------------
+# resizing
+
+
+def test_tf1_resize_reproduces_the_legacy_tensorflow_grid():
+    # TF1 resize_bilinear (align_corners=False, no half-pixel centres) samples x = i · n_in/n_out
+    # and clamps at the last pixel: [0, 1] -> [0, 0.5, 1, 1] (the well-known legacy output).
+    from vdm_fast.i3d import resize_frames, tf1_bilinear_matrix
+
+    np.testing.assert_allclose(tf1_bilinear_matrix(2, 4) @ np.array([0.0, 1.0]), [0.0, 0.5, 1.0, 1.0])
+    frame = np.array([[0.0, 1.0], [2.0, 3.0]], np.float32)
+    video = np.broadcast_to(frame[None, None, :, :, None], (1, 1, 2, 2, 3))
+    out = np.asarray(resize_frames(jnp.asarray(video), 4, method="tf1"))[0, 0, :, :, 0]
+    np.testing.assert_allclose(out[:, 0], [0.0, 1.0, 2.0, 2.0], atol=1e-6)
+    np.testing.assert_allclose(out[0], [0.0, 0.5, 1.0, 1.0], atol=1e-6)
+    rows = tf1_bilinear_matrix(64, 224)
+    assert np.allclose(rows.sum(axis=1), 1.0) and rows.min() >= 0.0  # convex: range preserved
+
+
+def test_resize_methods_keep_the_model_range_and_refuse_unknown_names():
+    from vdm_fast.i3d import embed_videos, resize_frames
+
+    x = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (1, 2, 40, 56, 3)), jnp.float32)
+    for method in ("antialias", "tf1"):
+        y = resize_frames(x, 224, method=method)
+        assert y.shape == (1, 2, 224, 224, 3)
+        assert float(y.min()) >= -1.0 - 1e-6 and float(y.max()) <= 1.0 + 1e-6
+    with pytest.raises(ValueError, match="resize"):
+        embed_videos(np.zeros((1, 9, 8, 8, 3), np.float32), resize="bicubic")

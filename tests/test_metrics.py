@@ -84,7 +84,7 @@ def test_gaussian_w2_is_a_metric():
     rng = np.random.default_rng(0)
     d = 6
     g = [(rng.normal(size=d), _spd(rng, d, scale=s)) for s in (0.5, 1.0, 3.0)]
-    w = lambda i, j: float(ref.gaussian_w2(*g[i], *g[j]))  # noqa: E731
+    w = lambda i, j: float(ref.gaussian_w2(*g[i], *g[j]))
     for i in range(3):
         assert w(i, i) == pytest.approx(0.0, abs=1e-6)  # sqrt of ~1e-14 rounding
         for j in range(3):
@@ -222,7 +222,7 @@ def test_fast_frechet_distance_under_jit_float32_agrees_with_numpy_float64(d, se
     rng = np.random.default_rng(seed)
     a, b = rng.normal(size=(64, d)), rng.normal(size=(48, d)) * 1.3 + 0.5
     want = float(ref.frechet_distance_from_features(a, b))
-    f32 = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
+    f32 = lambda x: jnp.asarray(x, jnp.float32)
     got = float(jax.jit(fast.frechet_distance_from_features)(f32(a), f32(b)))
     # float32 eigh/matmul on O(1) entries: ~1e-6 relative per op, summed over d eigenvalues
     # and cancelled against the traces; 1e-3 of the traces bounds it with margin.

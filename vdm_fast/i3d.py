@@ -96,7 +96,7 @@ class Unit3D(eqx.Module):
         return jax.nn.relu(y) if self.activation else y
 
     @classmethod
-    def from_checkpoint(cls, params: dict, stats: dict | None, stride=(1, 1, 1), *, precision=None) -> "Unit3D":
+    def from_checkpoint(cls, params: dict, stats: dict | None, stride=(1, 1, 1), *, precision=None) -> Unit3D:
         """From one unit of the checkpoint: params {"Conv_0": {"kernel"[, "bias"]}[, "BatchNorm_0":
         {"bias"}]}, stats {"BatchNorm_0": {"mean", "var"}} (moving statistics) or None."""
         conv = params["Conv_0"]
@@ -198,7 +198,7 @@ class I3D(eqx.Module):
         return e
 
     @classmethod
-    def from_checkpoint(cls, checkpoint: dict, *, precision=jax.lax.Precision.HIGHEST) -> "I3D":
+    def from_checkpoint(cls, checkpoint: dict, *, precision=jax.lax.Precision.HIGHEST) -> I3D:
         """Build from `vdm_ref.i3d_weights.load_i3d_checkpoint()`'s dict (names as in DeepMind's
         i3d.py). `precision` goes to every convolution: HIGHEST keeps float32 on GPUs that would
         otherwise use TF32 (no effect on CPU)."""
@@ -269,20 +269,51 @@ def load_i3d(path=None, *, precision=jax.lax.Precision.HIGHEST) -> I3D:
     return _MODEL_CACHE[key]
 
 
+RESIZE_METHODS = ("antialias", "tf1")
+
+
+def tf1_bilinear_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """[n_out, n_in] weights of TF1 `tf.image.resize_bilinear` (align_corners=False, legacy
+    half_pixel_centers=False), the resize of the original FVD code: output i samples the input at
+    x = i · n_in / n_out (no half-pixel offset), linearly between floor(x) and min(ceil(x), n_in − 1)."""
+    x = np.arange(n_out, dtype=np.float64) * (n_in / n_out)
+    lo = np.floor(x).astype(np.int64)
+    hi = np.minimum(np.ceil(x).astype(np.int64), n_in - 1)
+    frac = x - lo
+    m = np.zeros((n_out, n_in))
+    np.add.at(m, (np.arange(n_out), lo), 1.0 - frac)
+    np.add.at(m, (np.arange(n_out), hi), frac)
+    return m
+
+
 def resize_frames(videos: Float[Array, "b t h w 3"], size: int = INPUT_SIZE, *,
-                  antialias: bool = True) -> Float[Array, "b t size size 3"]:
-    """Bilinear resize of every frame to size x size (`jax.image.resize`, half-pixel centres;
-    with `antialias` a downscale widens the kernel so it averages rather than aliases; an upscale,
-    e.g. 64 -> 224, is the same either way). Values stay in the input's range (convex weights)."""
+                  method: str = "antialias") -> Float[Array, "b t size size 3"]:
+    """Resize every frame to size x size, bilinearly. Values stay in the input's range (convex
+    weights).
+
+    - "antialias" (default): `jax.image.resize(..., "bilinear", antialias=True)`, half-pixel
+      centres; a downscale widens the kernel so it averages rather than aliases; an upscale
+      (e.g. 64 -> 224) is plain bilinear.
+    - "tf1": TF1's legacy `resize_bilinear` (`tf1_bilinear_matrix`), as in the original FVD
+      code: no antialiasing and a grid shifted by half an input pixel. Use it to match that code.
+    """
+    if method not in RESIZE_METHODS:
+        raise ValueError(f"resize method must be one of {RESIZE_METHODS}, got {method!r}")
     b, t, h, w, c = videos.shape
     if (h, w) == (size, size):
         return videos
-    return jax.image.resize(videos, (b, t, size, size, c), "bilinear", antialias=antialias)
+    if method == "antialias":
+        return jax.image.resize(videos, (b, t, size, size, c), "bilinear", antialias=True)
+    wy = jnp.asarray(tf1_bilinear_matrix(h, size), videos.dtype)
+    wx = jnp.asarray(tf1_bilinear_matrix(w, size), videos.dtype)
+    hp = jax.lax.Precision.HIGHEST
+    rows = jnp.einsum("oh,bthwc->btowc", wy, videos, precision=hp)
+    return jnp.einsum("pw,btowc->btopc", wx, rows, precision=hp)
 
 
 @eqx.filter_jit
-def _forward(model: I3D, videos, size: int, antialias: bool):
-    return model(resize_frames(videos, size, antialias=antialias))
+def _forward(model: I3D, videos, size: int, method: str):
+    return model(resize_frames(videos, size, method=method))
 
 
 class I3DOutputs(NamedTuple):
@@ -311,7 +342,7 @@ def check_videos(videos, name: str = "videos") -> np.ndarray:
 
 
 def embed_videos(videos, *, model: I3D | None = None, batch_size: int = 8, size: int = INPUT_SIZE,
-                 antialias: bool = True, progress=None) -> I3DOutputs:
+                 resize: str = "antialias", progress=None) -> I3DOutputs:
     """I3D logits and pre-logit features of N videos, `batch_size` at a time.
 
     **Arguments:**
@@ -320,12 +351,15 @@ def embed_videos(videos, *, model: I3D | None = None, batch_size: int = 8, size:
     - `model`: an `I3D`; default `load_i3d()`.
     - `batch_size`: videos per compiled call; bounds memory (about 0.2 GB per 16-frame clip in
       float32 on CPU). The last batch is padded to the same size, so the network compiles once.
-    - `size`, `antialias`: the resize (`resize_frames`); 224 is what I3D was trained on.
+    - `size`, `resize`: the resize (`resize_frames`: "antialias" or "tf1"); 224 is what I3D
+      was trained on.
     - `progress`: optional callable(n_done, n_total), e.g. to drive a progress bar.
 
     **Returns:** `I3DOutputs(logits [N, 400], features [N, 1024])`, NumPy float32.
     """
     v = check_videos(videos)
+    if resize not in RESIZE_METHODS:
+        raise ValueError(f"resize must be one of {RESIZE_METHODS}, got {resize!r}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     model = load_i3d() if model is None else model
@@ -337,7 +371,7 @@ def embed_videos(videos, *, model: I3D | None = None, batch_size: int = 8, size:
         pad = bs - chunk.shape[0]
         if pad:
             chunk = np.concatenate([chunk, np.zeros((pad,) + chunk.shape[1:], np.float32)], axis=0)
-        lo, fe = _forward(model, jnp.asarray(chunk, jnp.float32), size, antialias)
+        lo, fe = _forward(model, jnp.asarray(chunk, jnp.float32), size, resize)
         logits.append(np.asarray(lo)[:bs - pad])
         feats.append(np.asarray(fe)[:bs - pad])
         if progress is not None:

@@ -11,15 +11,18 @@ is never imported here):
 This module finds that file through the installed distribution's metadata (importing nothing from
 the package), checks its SHA-256 against `I3D_WEIGHTS_SHA256` *before* unpickling, and unpickles
 it with an allow-list of exactly the three NumPy globals an array pickle needs. The result is the
-checkpoint's own nested dict::
+checkpoint's own nested dict (Flax kept a scope name containing '/' as one key)::
 
     {"params":      {"Conv3d_1a_7x7": {"Conv_0": {"kernel": [7, 7, 7, 3, 64]},
                                        "BatchNorm_0": {"bias": [64]}},
-                     "Mixed_3b": {"Branch_0": {"Conv3d_0a_1x1": {...}}, ...}, ...,
-                     "Logits": {"Conv3d_0c_1x1": {"Conv_0": {"kernel": [1, 1, 1, 1024, 400],
-                                                             "bias": [400]}}}},
+                     "Mixed_3b": {"Branch_0/Conv3d_0a_1x1": {"Conv_0": ..., "BatchNorm_0": ...},
+                                  ..., "Branch_3/Conv3d_0b_1x1": {...}},
+                     ...,
+                     "Logits/Conv3d_0c_1x1": {"Conv_0": {"kernel": [1, 1, 1, 1024, 400],
+                                                         "bias": [400]}}},
      "batch_stats": {"Conv3d_1a_7x7": {"BatchNorm_0": {"mean": [1, 1, 1, 1, 64],
-                                                       "var": [1, 1, 1, 1, 64]}}, ...}}
+                                                       "var": [1, 1, 1, 1, 64]}},
+                     "Mixed_3b": {"Branch_0/Conv3d_0a_1x1": {"BatchNorm_0": ...}, ...}, ...}}
 
 (kernels `[kt, kh, kw, c_in, c_out]`; BatchNorm with offset β only, no scale, ε = 1e-3, as in
 Sonnet v1). `vdm_fast.i3d.I3D.from_checkpoint` turns it into the Equinox network. The 400 class
