@@ -154,21 +154,34 @@ def load_input_video(path: str, model, *, batch_size: int, resize: bool = False,
     return np.repeat(video, batch_size, axis=0)
 
 
-def dataset_clips(model, indices, *, num_frames: int, resolution: int | None = None) -> np.ndarray:
-    """Clips of the dataset the model was trained on (Moving MNIST, from the checkpoint's data
-    settings when it records them), [len(indices), num_frames, H, W, C]."""
+def moving_mnist_settings(model) -> dict:
+    """The Moving MNIST settings of the model's training data, from the checkpoint's "data" record
+    (`python cli.py train` writes mnist_digits, mnist_digit_size, mnist_speed; generic keys such as
+    digit_size are read too), with defaults for what it does not record."""
+    data = dict(model.meta.get("data", {}) or {})
+    out = {"resolution": model.image_size, "frameskip": model.unet.frameskip}
+    for key, name in (("mnist_digits", "num_digits"), ("num_digits", "num_digits"),
+                      ("mnist_digit_size", "digit_size"), ("digit_size", "digit_size"),
+                      ("mnist_speed", "speed"), ("speed", "speed"), ("motion", "motion")):
+        if data.get(key) is not None:
+            out[name] = tuple(data[key]) if isinstance(data[key], list) else data[key]
+    out.setdefault("digit_size", digit_size_default(model.image_size))
+    out["digit_size"] = min(int(out["digit_size"]), model.image_size)
+    return out
+
+
+def dataset_clips(model, indices, *, num_frames: int) -> np.ndarray:
+    """Clips of the Moving MNIST data the model was trained on (settings from the checkpoint,
+    `moving_mnist_settings`), drawn from the MNIST test digits with a seed of their own, so they
+    are not training clips. [len(indices), num_frames, H, W, C]."""
     from vdm_ref.data import MovingMNIST
 
-    settings = dict(model.meta.get("data", {}) or {})
-    kind = settings.pop("dataset", model.config.dataset)
+    kind = (model.meta.get("data", {}) or {}).get("dataset", model.config.dataset)
+    if (model.meta.get("data") or {}).get("data_dir"):
+        kind = "folder"
     if kind not in ("moving_mnist", "", None):
         raise UsageError(f"--clip reads Moving MNIST clips, but the model was trained on {kind!r}: pass --video")
-    keep = {k: v for k, v in settings.items()
-            if k in ("num_digits", "digit_size", "speed", "frameskip", "motion", "seed")}
-    keep.setdefault("digit_size", digit_size_default(resolution or model.image_size))
-    keep.setdefault("split", "test")
-    keep["resolution"] = resolution or model.image_size
-    ds = MovingMNIST(max(indices) + 1, num_frames=num_frames, **keep)
+    ds = MovingMNIST(max(indices) + 1, num_frames=num_frames, split="test", seed=1234, **moving_mnist_settings(model))
     return ds.batch(np.asarray(indices))
 
 
@@ -403,7 +416,7 @@ class Extend(_Conditional):
         boundaries = [w.boundary for w in windows if w.boundary is not None]
         if not boundaries:
             raise UsageError("--coherence: the output has no block boundary to measure")
-        size = self.digit_size or (model.meta.get("data", {}) or {}).get("digit_size") or digit_size_default(model.image_size)
+        size = self.digit_size or moving_mnist_settings(model)["digit_size"]
         report = boundary_coherence(video, boundaries, int(size))
         print(f"boundary coherence {report.boundary:.3f} (within blocks {report.within:.3f}); identity agreement "
               f"{report.identity_boundary:.3f} / {report.identity_within:.3f}; median jump "

@@ -19,6 +19,7 @@ from .coherence import (
     boundary_coherence,
     match_digits,
     pair_scores,
+    reference_scores,
     splice_videos,
 )
 from .digits import DigitClassifier, load_digit_classifier, render_digit_crops, train_digit_classifier
@@ -27,5 +28,6 @@ from .tracker import DigitDetections, connected_components, detect_digits
 __all__ = [
     "CoherenceReport", "DigitClassifier", "DigitDetections", "PairScores", "block_boundaries",
     "boundary_coherence", "connected_components", "detect_digits", "load_digit_classifier",
-    "match_digits", "pair_scores", "render_digit_crops", "splice_videos", "train_digit_classifier",
+    "match_digits", "pair_scores", "reference_scores", "render_digit_crops", "splice_videos",
+    "train_digit_classifier",
 ]
