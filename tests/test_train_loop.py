@@ -1,0 +1,172 @@
+"""The training loop end to end: bad input fails early and clearly, nothing is lost, and a run
+killed with SIGKILL resumes to exactly the parameters of an uninterrupted run.
+
+The runs use a one-level U-Net on 8x8 Moving MNIST (compiles in seconds). Subprocess runs share
+a persistent compilation cache, so only the first one compiles.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vdm_fast.training import Train, TrainError, train
+from vdm_fast.training.loop import check_memory, resolve_config
+from vdm_ref import checkpoint as ckpt
+
+ROOT = Path(__file__).resolve().parents[1]
+MINI = ["--preset", "tiny", "--channels", "8", "--channel-mult", "1", "--attn-resolutions",
+        "--image-size", "8", "--frames", "2", "--image-frames", "1", "--in-channels", "1",
+        "--out-channels", "1", "--mnist-digit-size", "6", "--batch-size", "2", "--data-parallel", "1",
+        "--warmup-steps", "2", "--num-samples", "0", "--no-progress", "--log-every", "1"]
+MINI_KW = dict(preset="tiny", channels=8, channel_mult=(1,), attn_resolutions=(), image_size=8, frames=2,
+               image_frames=1, in_channels=1, out_channels=1, mnist_digit_size=6, batch_size=2,
+               data_parallel=1, warmup_steps=2, num_samples=0, progress=False, log_every=1)
+
+
+@pytest.fixture(scope="module")
+def jax_cache(tmp_path_factory):
+    """A persistent compilation cache shared by this module's subprocess runs."""
+    return tmp_path_factory.mktemp("jax-cache")
+
+
+def _env(cache):
+    return dict(os.environ, JAX_COMPILATION_CACHE_DIR=str(cache),
+               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+               JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0", XLA_FLAGS="", JAX_PLATFORMS="cpu")
+
+
+def _run(cache, *args, wait=True):
+    env = _env(cache)
+    cmd = [sys.executable, "-c", "import sys; from vdm_fast.training.command import main; main(sys.argv[1:])",
+           *MINI, *args]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if not wait:
+        return proc
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out
+    return out
+
+
+def _final_params(run_dir):
+    arrays, meta = ckpt.load_checkpoint(run_dir)
+    return ckpt.flatten(arrays), meta
+
+
+def test_sigkill_mid_run_then_resume_matches_uninterrupted(tmp_path, jax_cache):
+    steps = 12
+    _run(jax_cache, "--run-dir", str(tmp_path / "full"), "--steps", str(steps), "--checkpoint-every", "1000")
+    # The same run, killed with SIGKILL as soon as its first checkpoint is on disk.
+    killed = tmp_path / "killed"
+    proc = _run(jax_cache, "--run-dir", str(killed), "--steps", str(steps), "--checkpoint-every", "3", wait=False)
+    deadline = time.time() + 300
+    while ckpt.latest_checkpoint(killed) is None and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    at_kill = ckpt.list_checkpoints(killed)
+    assert at_kill and at_kill[-1][0] < steps, "the run finished before it could be killed"
+    # Without --resume the run directory is protected.
+    with pytest.raises(TrainError, match="--resume"):
+        train(Train(run_dir=str(killed), steps=steps, **MINI_KW).options())
+    out = _run(jax_cache, "--run-dir", str(killed), "--steps", str(steps), "--checkpoint-every", "3", "--resume")
+    assert f"trained steps {at_kill[-1][0]} -> {steps}" in out
+    want, _ = _final_params(tmp_path / "full")
+    got, meta = _final_params(killed)
+    assert meta["step"] == steps and meta["data_position"]["next_batch"] == steps
+    assert set(got) == set(want)
+    for k in want:  # the same compiled program on the same inputs: bit-identical
+        np.testing.assert_array_equal(got[k], want[k], err_msg=k)
+    lines = [json.loads(s) for s in (killed / "metrics.jsonl").read_text().splitlines()]
+    assert {"step", "loss", "steps_per_s", "examples_per_s"} <= set(lines[-1])
+    assert (killed / "loss.png").is_file()
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, jax_cache):
+    run = tmp_path / "nan"
+    out = subprocess.run(
+        [sys.executable, "-c", "import sys; from vdm_fast.training.command import main; main(sys.argv[1:])",
+         *MINI, "--run-dir", str(run), "--steps", "20", "--checkpoint-every", "2", "--learning-rate", "1e30"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, env=_env(jax_cache))
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "non-finite loss" in out.stderr and "last good state" in out.stderr
+    arrays, meta = ckpt.load_checkpoint(run)
+    assert meta.get("stopped") == "non-finite loss" and meta["step"] < 20
+    assert all(np.isfinite(v).all() for v in ckpt.flatten(arrays).values())
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad input: a clear error before any long work (no compilation happens in these tests)
+
+
+def _opts(tmp_path, **kw):
+    return Train(**{**MINI_KW, "run_dir": str(tmp_path / "run"), **kw}).options()
+
+
+def test_missing_data_folder(tmp_path):
+    with pytest.raises(TrainError, match="no such folder"):
+        train(_opts(tmp_path, data_dir=str(tmp_path / "nope")))
+
+
+def test_empty_data_folder(tmp_path):
+    (tmp_path / "videos").mkdir()
+    with pytest.raises(TrainError, match="empty"):
+        train(_opts(tmp_path, data_dir=str(tmp_path / "videos")))
+    assert not (tmp_path / "run").exists()  # nothing was created
+
+
+def test_data_folder_without_usable_video(tmp_path):
+    (tmp_path / "videos").mkdir()
+    (tmp_path / "videos" / "notes.txt").write_text("not a video")
+    with pytest.raises(TrainError, match="no usable clip"):
+        train(_opts(tmp_path, data_dir=str(tmp_path / "videos")))
+
+
+def test_preset_flag_conflict():
+    with pytest.raises(TrainError, match=r"preset 'mnist-small' with --channels 24 --norm-groups 16: .*norm_groups=16"):
+        resolve_config("mnist-small", {"channels": 24, "norm_groups": 16})
+    with pytest.raises(TrainError, match="--mnist-.* conflict with --data-dir"):
+        Train(data_dir="x", mnist_digits=2).options()
+    with pytest.raises(TrainError, match="contradict"):
+        train(Train(resume=True, overwrite=True, **MINI_KW).options())
+
+
+def test_resolution_not_divisible_by_the_unet_factor():
+    with pytest.raises(TrainError, match=r"image_size=30: expected a multiple of 2\*\*\(K-1\)=4"):
+        resolve_config("mnist-small", {"image_size": 30, "attn_resolutions": ()})
+
+
+def test_batch_that_cannot_fit_in_memory(tmp_path):
+    config = resolve_config("ucf101", {})
+    with pytest.raises(TrainError, match=r"needs about .* GiB per device, but .* GiB is available"):
+        check_memory(config, per_device_batch=128, fsdp=1, available=24 * 2**30)
+    with pytest.raises(TrainError, match="--batch-size"):
+        train(Train(preset="ucf101", run_dir=str(tmp_path / "run"), data_parallel=1).options())
+
+
+def test_refuses_an_existing_run_dir_and_resume_without_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "something").write_text("x")
+    with pytest.raises(TrainError, match="already exists"):
+        train(_opts(tmp_path))
+    with pytest.raises(TrainError, match="no checkpoint"):
+        train(_opts(tmp_path, resume=True))
+    assert (run / "something").exists()
+
+
+def test_checkpoint_from_another_config(tmp_path):
+    other = resolve_config("tiny", dict(channels=16, channel_mult=(1,), attn_resolutions=(), image_size=8,
+                                        frames=2, image_frames=1, in_channels=1, out_channels=1, batch_size=2))
+    from vdm_fast.training.loop import config_to_dict
+
+    ckpt.save_checkpoint(tmp_path / "run", 5, {"params": {}}, {"config": config_to_dict(other), "seed": 0,
+                                                              "recipe": {}})
+    with pytest.raises(TrainError, match=r"another configuration(.|\n)*unet.channels: 16 \(checkpoint\) vs 8"):
+        train(_opts(tmp_path, resume=True))

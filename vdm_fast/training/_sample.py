@@ -1,0 +1,47 @@
+"""Preview samples during training: `vdm_fast.samplers.sample_ancestral` (Eq. 4, compiled whole)
+with the EMA parameters.
+
+x̂ is clipped to the data range [−1, 1] at every step (static thresholding, standard for
+pixel-space models). The denoiser is an `eqx.Module`, so the weights are traced arguments: the
+sampler compiles once per run, not once per call.
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+from vdm_fast.samplers import sample_ancestral
+from vdm_ref.parameterization import x_from_prediction
+from vdm_ref.schedule import logsnr_grid
+
+
+class ClippedDenoiser(eqx.Module):
+    """x̂(z, λ) = clip(x from the network's ε̂ / v̂, −1, 1), with a fixed condition."""
+
+    model: eqx.Module
+    cond: object
+    target: str = eqx.field(static=True)
+
+    def __call__(self, z, logsnr):
+        pred = self.model(z, logsnr, self.cond, None)
+        return jnp.clip(x_from_prediction(z, pred, logsnr, self.target), -1.0, 1.0)
+
+
+def sample_videos(params, key, *, config, num, steps, frames=None, gamma=None, cond=None):
+    """`num` videos [num, frames, S, S, C] in [−1, 1] from z_1 ~ N(0, I) by Eq. 4.
+
+    params: shared layout (e.g. the EMA); cond: None (the null condition) or the condition for
+    `num` examples; gamma: default config.diffusion.gamma.
+    """
+    from vdm_fast.network import from_params
+
+    u, d = config.unet, config.diffusion
+    frames = u.frames if frames is None else frames
+    shape = (num, frames, u.image_size, u.image_size, u.in_channels)
+    grid = jnp.asarray(logsnr_grid(steps, d.logsnr_min, d.logsnr_max), jnp.float32)
+    k_z, k_noise = jax.random.split(key)
+    denoiser = ClippedDenoiser(from_params(u, params), cond, u.target)
+    z = jax.random.normal(k_z, shape, jnp.float32)
+    return sample_ancestral(denoiser, z, grid, k_noise, gamma=d.gamma if gamma is None else gamma)

@@ -1,0 +1,192 @@
+"""The compiled training step: optax AdamW, EMA, sharded over a `jax.sharding.Mesh`.
+
+The same update as `vdm_ref.train.train_step` (see its module docstring for the equations), with
+
+- the network from `network_apply(backend)` (the Equinox U-Net of `vdm_fast.network`, optionally
+  in bfloat16 and rematerialised; `vdm_ref.network.apply` for 'ref');
+- the optimizer as an optax chain: clip_by_global_norm → scale_by_adam → add_decayed_weights →
+  scale_by_learning_rate(warm-up schedule);
+- the whole step under one `jax.jit`, with the state donated and every array placed by the
+  shardings of `vdm_fast.training.sharding` (data parallel: the batch split over devices;
+  FSDP: every parameter, EMA and Adam moment also split over the 'fsdp' mesh axis).
+
+The state is a dict {"step", "params", "ema", "opt"} whose "params" and "ema" are nested dicts
+in the shared layout and whose "opt" is the optax state; `opt_to_canonical` /
+`opt_from_canonical` convert the latter to and from the backend-free {"mu", "nu", "count"} that
+checkpoints and `vdm_ref.train` use.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from vdm_ref import train as ref_train
+from vdm_ref.train import Recipe, ema_decay_at, learning_rate_at, step_key, step_randomness  # noqa: F401
+
+BACKENDS = ("fast", "ref")
+
+
+def network_apply(backend: str = "fast", *, compute_dtype=None, remat: bool = False):
+    """The network as apply(params, unet_config, z, logsnr, cond, frame_mask, *, dropout_rng).
+
+    'fast': the Equinox U-Net of `vdm_fast.network`, built from the shared-layout dict inside
+    the traced step (free under jit), computing in `compute_dtype` (e.g. 'bfloat16'; None: the
+    input's float32) with optional rematerialisation of every block (`remat`);
+    'ref': `vdm_ref.network.apply` on jax.numpy.
+    """
+    if backend == "ref":
+        from vdm_ref.network import apply
+
+        return apply
+    if backend != "fast":
+        raise ValueError(f"backend={backend!r}: expected one of {BACKENDS}")
+    return functools.partial(_fast_apply, compute_dtype=compute_dtype, remat=remat)
+
+
+def _fast_apply(params, config, z, logsnr, cond=None, frame_mask=None, *, dropout_rng=None,
+                compute_dtype=None, remat=False):
+    from vdm_fast.network import from_params
+
+    model = from_params(config, params, dtype=None, compute_dtype=compute_dtype, remat=remat)
+    return model(z, logsnr, cond, frame_mask, key=dropout_rng)
+
+
+def make_optimizer(config, recipe: Recipe, params=None) -> optax.GradientTransformation:
+    """AdamW with Appendix A's β1, β2, η, weight decay; warm-up, clipping from the Recipe."""
+    tc = config.train
+
+    def schedule(count):
+        return learning_rate_at(count, tc.learning_rate, recipe.warmup_steps)
+
+    mask = None
+    if not recipe.decay_biases:
+        mask = lambda p: jax.tree.map(lambda x: x.ndim >= 2, p)  # noqa: E731
+    parts = []
+    if recipe.grad_clip > 0:
+        parts.append(optax.clip_by_global_norm(recipe.grad_clip))
+    parts.append(optax.scale_by_adam(b1=tc.beta1, b2=tc.beta2, eps=recipe.adam_eps))
+    if tc.weight_decay > 0:
+        parts.append(optax.add_decayed_weights(tc.weight_decay, mask=mask))
+    parts.append(optax.scale_by_learning_rate(schedule))
+    return optax.chain(*parts)
+
+
+def init_train_state(config, params, recipe: Recipe):
+    """{"step", "params", "ema", "opt"}: float32 parameters (shared layout), EMA = θ, optax state."""
+    params = jax.tree.map(lambda p: jnp.asarray(p, jnp.float32), params)
+    opt = make_optimizer(config, recipe).init(params)
+    return _own_buffers({"step": jnp.zeros((), jnp.int32), "params": params, "ema": params, "opt": opt})
+
+
+def _own_buffers(state):
+    """Every leaf in a buffer of its own (the step donates the state: no buffer may appear twice,
+    as optax's two update counts or θ and its EMA copy would)."""
+    return jax.tree.map(lambda x: jnp.asarray(np.array(x, copy=True)), state)
+
+
+def _is_state(x):
+    return isinstance(x, (optax.ScaleByAdamState, optax.ScaleByScheduleState))
+
+
+def opt_to_canonical(opt_state) -> dict:
+    """The optax state as {"mu", "nu", "count"} (Adam's moments in the parameter layout)."""
+    for s in jax.tree.leaves(opt_state, is_leaf=_is_state):
+        if isinstance(s, optax.ScaleByAdamState):
+            return {"mu": s.mu, "nu": s.nu, "count": s.count}
+    raise ValueError("optimizer state holds no ScaleByAdamState")
+
+
+def opt_from_canonical(template, canonical: dict):
+    """An optax state shaped like `template` holding the canonical {"mu", "nu", "count"}
+    (the learning-rate schedule's count, equal to Adam's, is set too)."""
+    count = jnp.asarray(canonical["count"], jnp.int32)
+    f32 = lambda t: jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), t)  # noqa: E731
+
+    def put(s):
+        if isinstance(s, optax.ScaleByAdamState):
+            return optax.ScaleByAdamState(count=count, mu=f32(canonical["mu"]), nu=f32(canonical["nu"]))
+        if isinstance(s, optax.ScaleByScheduleState):
+            return optax.ScaleByScheduleState(count=count)
+        return s
+
+    return jax.tree.map(put, template, is_leaf=_is_state)
+
+
+def loss_fn(params, config, batch, key, *, backend="fast", train=True, compute_dtype=None, remat=False):
+    """Eq. 2 on one batch (see `vdm_ref.train.loss_fn`), with the `backend`'s network."""
+    apply_fn = network_apply(backend, compute_dtype=compute_dtype, remat=remat)
+    return ref_train.loss_fn(params, config, batch, key, apply_fn=apply_fn, train=train)
+
+
+def _step(state, batch, key, *, config, recipe, backend, compute_dtype=None, remat=False):
+    tc = config.train
+    optimizer = make_optimizer(config, recipe)
+    loss, grads = jax.value_and_grad(loss_fn)(state["params"], config, batch, key, backend=backend,
+                                              compute_dtype=compute_dtype, remat=remat)
+    norm = optax.tree.norm(grads)
+    updates, opt = optimizer.update(grads, state["opt"], state["params"])
+    params = optax.apply_updates(state["params"], updates)
+    n = state["step"]
+    decay = ema_decay_at(n + 1.0, tc.ema_decay, recipe.ema_warmup)
+    ema = jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, state["ema"], params)
+    # A non-finite loss or gradient leaves the state as it was (the loop then stops and saves it).
+    ok = jnp.isfinite(loss) & jnp.isfinite(norm)
+    new = {"step": n + 1, "params": params, "ema": ema, "opt": opt}
+    new = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, state)
+    metrics = {"loss": loss, "grad_norm": norm,
+               "learning_rate": learning_rate_at(n, tc.learning_rate, recipe.warmup_steps),
+               "ema_decay": decay}
+    return new, metrics
+
+
+def make_train_step(config, recipe: Recipe, *, backend="fast", state_sharding=None,
+                    batch_sharding=None, compute_dtype=None, remat=False):
+    """The jitted step (state, batch, key) -> (state, metrics), state donated.
+
+    With shardings (from `vdm_fast.training.sharding`), inputs and outputs are placed by them and
+    XLA inserts the collectives (gradient all-reduce for data parallelism; parameter all-gather
+    and gradient reduce-scatter for FSDP).
+    """
+    fn = functools.partial(_step, config=config, recipe=recipe, backend=backend,
+                           compute_dtype=compute_dtype, remat=remat)
+    if state_sharding is None:
+        return jax.jit(fn, donate_argnums=(0,))
+    mesh = jax.tree.leaves(batch_sharding)[0].mesh
+    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    return jax.jit(fn, donate_argnums=(0,),
+                   in_shardings=(state_sharding, batch_sharding, replicated),
+                   out_shardings=(state_sharding, replicated))
+
+
+def train_step(state, batch, config, recipe: Recipe, key, *, backend="fast"):
+    """One update, compiled (cached per config/recipe/backend). Same result as
+    `vdm_ref.train.train_step` on the same state, batch and key (to float32 round-off)."""
+    return _cached_step(config, recipe, backend)(state, batch, key)
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_step(config, recipe, backend):
+    return jax.jit(functools.partial(_step, config=config, recipe=recipe, backend=backend))
+
+
+def state_to_canonical(state) -> dict:
+    """A train state as backend-free NumPy nested dicts (what checkpoints store)."""
+    canon = opt_to_canonical(state["opt"])
+    to_np = lambda t: jax.tree.map(lambda x: np.asarray(jax.device_get(x)), t)  # noqa: E731
+    return {"params": to_np(state["params"]), "ema": to_np(state["ema"]),
+            "opt": {"mu": to_np(canon["mu"]), "nu": to_np(canon["nu"]),
+                    "count": np.asarray(jax.device_get(canon["count"]))}}
+
+
+def state_from_canonical(config, recipe: Recipe, arrays: dict, step: int):
+    """The train state of a checkpoint's arrays (inverse of `state_to_canonical`)."""
+    state = init_train_state(config, arrays["params"], recipe)
+    state["ema"] = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), arrays["ema"])
+    state["opt"] = opt_from_canonical(state["opt"], arrays["opt"])
+    state["step"] = jnp.asarray(step, jnp.int32)
+    return _own_buffers(state)

@@ -1,0 +1,111 @@
+"""Training throughput: examples/s and achieved FLOP/s of the compiled step, against a matmul
+peak measured in the same process.
+
+    python -m vdm_fast.training.throughput --preset mnist-small --steps 10
+
+FLOPs per example are 3 × the forward FLOPs of `vdm_ref.network.flops` (forward + backward ≈ 3
+forward passes) at frames + image frames; the matmul peak is the best of several float32
+n x n matmuls. The machine's load average is printed with the result, since on a shared CPU
+other processes take their share.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+
+import numpy as np
+
+
+def matmul_peak_flops(n: int = 1024, repeats: int = 10) -> float:
+    """Best float32 FLOP/s of an n x n @ n x n matmul (2 n³ FLOPs) over `repeats` timed runs."""
+    import jax
+    import jax.numpy as jnp
+
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+    f = jax.jit(lambda x: x @ x)
+    f(a).block_until_ready()
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        f(a).block_until_ready()
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best
+
+
+def measure(config, recipe=None, *, steps: int = 10, warmup: int = 2, data_parallel: int = -1,
+            fsdp: int = 1, compute_dtype=None, remat=False) -> dict:
+    """Time `steps` compiled training steps (after `warmup`) on a fixed random batch."""
+    import jax
+    import jax.numpy as jnp
+
+    from vdm_ref.network import count_params, flops, init
+    from vdm_ref.train import Recipe, step_key
+
+    from . import sharding as shd
+    from . import step as S
+
+    recipe = recipe or Recipe()
+    u, tc = config.unet, config.train
+    f = u.frames + tc.image_frames
+    rng = np.random.default_rng(0)
+    batch = {"x": rng.uniform(-1, 1, (tc.batch_size, f, u.image_size, u.image_size, u.in_channels)).astype(np.float32)}
+    if tc.image_frames:
+        batch["frame_mask"] = np.arange(f)[None].repeat(tc.batch_size, 0) >= u.frames
+    if u.conditioning == "class":
+        batch["label"] = np.eye(u.num_classes, dtype=np.float32)[rng.integers(0, u.num_classes, tc.batch_size)]
+    mesh = shd.make_mesh(data_parallel, fsdp)
+    state = S.init_train_state(config, init(u, 0), recipe)
+    state_sh, batch_sh = shd.state_sharding(mesh, state), shd.batch_sharding(mesh, batch)
+    step = S.make_train_step(config, recipe, state_sharding=state_sh, batch_sharding=batch_sh,
+                             compute_dtype=compute_dtype, remat=remat)
+    state, batch = shd.place(state, state_sh), shd.place(batch, batch_sh)
+    t0 = time.perf_counter()
+    state, m = step(state, batch, step_key(0, 0))
+    m["loss"].block_until_ready()
+    compile_s = time.perf_counter() - t0
+    for n in range(1, warmup):
+        state, m = step(state, batch, step_key(0, n))
+    m["loss"].block_until_ready()
+    t0 = time.perf_counter()
+    for n in range(steps):
+        state, m = step(state, batch, step_key(0, warmup + n))
+    m["loss"].block_until_ready()
+    dt = (time.perf_counter() - t0) / steps
+    per_example = 3 * flops(u, frames=f)
+    return {"preset": config.name, "params": count_params(u), "batch_size": tc.batch_size,
+            "frames": f"{u.frames}+{tc.image_frames}", "image_size": u.image_size,
+            "seconds_per_step": dt, "steps_per_s": 1 / dt, "examples_per_s": tc.batch_size / dt,
+            "flops_per_example": per_example, "flops_per_s": tc.batch_size * per_example / dt,
+            "compile_s": compile_s, "devices": mesh.size, "compute_dtype": compute_dtype or "float32"}
+
+
+def main(argv=None) -> None:
+    """Print the throughput of a preset (with optional overrides as JSON) and the matmul peak."""
+    import argparse
+
+    import jax
+
+    from .loop import resolve_config
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--preset", default="mnist-small")
+    p.add_argument("--overrides", default="{}", help="JSON of hyperparameter overrides")
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--name", default=None, help="label of the row")
+    args = p.parse_args(argv)
+    config = resolve_config(args.preset, json.loads(args.overrides))
+    peak = matmul_peak_flops()
+    r = measure(config, steps=args.steps)
+    peak_after = matmul_peak_flops()
+    r.update(name=args.name or args.preset, matmul_peak_flops=max(peak, peak_after),
+             fraction_of_peak=r["flops_per_s"] / max(peak, peak_after), load_average=os.getloadavg(),
+             cpu=platform.processor() or platform.machine(), cores=os.cpu_count(),
+             device=str(jax.devices()[0].device_kind), date=time.strftime("%Y-%m-%d"))
+    print(json.dumps(r))
+
+
+if __name__ == "__main__":
+    main()

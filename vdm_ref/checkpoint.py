@@ -1,0 +1,228 @@
+"""Training checkpoints: atomic, self-describing, backend-free (NumPy + JSON).
+
+A run directory holds `checkpoints/step_00001234/`, each with
+
+    arrays.npz   every array of the training state, flattened to '/'-joined keys:
+                 params/<shared layout ...>, ema/<...>, opt/mu/<...>, opt/nu/<...>, opt/count
+    meta.json    {"format", "step", "seed", "data_position", "rng", "config", "recipe",
+                  "backend", "time", ...}
+
+The parameters use the layout shared by both backends (`vdm_ref.network.init`), so a model
+trained with one backend samples with the other; the Adam moments are stored in the same layout
+(`opt/mu`, `opt/nu`) with their update count, not as one library's optimizer object.
+
+Writing is atomic: everything goes to a hidden temporary directory in `checkpoints/`, is flushed
+to disk, and the directory is then renamed to its final name (`os.replace`, atomic on POSIX).
+A process killed at any moment leaves either the previous checkpoints or the new one complete,
+never a half-written `step_*` directory; stale temporaries are removed by the next save. The
+last `keep` checkpoints are kept.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+__mirror__ = False
+
+FORMAT = "vdm-checkpoint-1"
+CHECKPOINT_DIR = "checkpoints"
+_STEP_DIR = re.compile(r"^step_(\d{8,})$")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be read or does not belong to this run (names what differs)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Nested dict <-> flat '/'-joined keys
+
+
+def flatten(tree: dict, prefix: str = "") -> dict[str, np.ndarray]:
+    """{"a": {"b": x}} -> {"a/b": x}; leaves converted to NumPy arrays."""
+    out: dict[str, np.ndarray] = {}
+    for key, value in tree.items():
+        if "/" in str(key):
+            raise ValueError(f"key {key!r} contains '/': cannot flatten it unambiguously")
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, name + "/"))
+        else:
+            out[name] = np.asarray(value)
+    return out
+
+
+def unflatten(flat: dict[str, np.ndarray]) -> dict:
+    """Inverse of `flatten`: {"a/b": x} -> {"a": {"b": x}}."""
+    out: dict = {}
+    for name, value in flat.items():
+        node = out
+        *parents, leaf = name.split("/")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Save / find / load
+
+
+def checkpoint_dir(run_dir: str | Path) -> Path:
+    """`<run_dir>/checkpoints`."""
+    return Path(run_dir) / CHECKPOINT_DIR
+
+
+def list_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
+    """Complete checkpoints of a run as (step, path), oldest first (temporaries are ignored)."""
+    root = checkpoint_dir(run_dir)
+    if not root.is_dir():
+        return []
+    found = []
+    for p in root.iterdir():
+        m = _STEP_DIR.match(p.name)
+        if m and (p / "meta.json").is_file() and (p / "arrays.npz").is_file():
+            found.append((int(m.group(1)), p))
+    return sorted(found)
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    """The newest complete checkpoint of a run, or None."""
+    found = list_checkpoints(run_dir)
+    return found[-1][1] if found else None
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def save_checkpoint(run_dir: str | Path, step: int, arrays: dict, meta: dict, *, keep: int = 3) -> Path:
+    """Write `arrays` (a nested dict of arrays) and `meta` (JSON-able) as checkpoint `step`.
+
+    Atomic (temporary directory, fsync, rename); afterwards only the newest `keep` checkpoints
+    and no stale temporaries remain. Returns the checkpoint's path.
+    """
+    if keep < 1:
+        raise ValueError(f"keep={keep}: expected at least 1 checkpoint to keep")
+    root = checkpoint_dir(run_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"step_{int(step):08d}"
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp_", dir=root))
+    try:
+        with open(tmp / "arrays.npz", "wb") as f:
+            np.savez(f, **flatten(arrays))
+            f.flush()
+            os.fsync(f.fileno())
+        meta = dict(meta, format=FORMAT, step=int(step), saved_at=time.strftime("%Y-%m-%dT%H:%M:%S"))
+        with open(tmp / "meta.json", "w") as f:
+            json.dump(meta, f, indent=1, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+        _fsync_dir(tmp)
+        if final.exists():  # re-saving a step (e.g. after a resume): replace it whole
+            old = root / f".old_{final.name}_{os.getpid()}"
+            os.replace(final, old)
+            os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+        _fsync_dir(root)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    for _, old in list_checkpoints(run_dir)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    for p in root.iterdir():  # temporaries of processes killed mid-save
+        if p.name.startswith((".tmp_", ".old_")) and p != tmp:
+            shutil.rmtree(p, ignore_errors=True)
+    return final
+
+
+def load_checkpoint(path: str | Path) -> tuple[dict, dict]:
+    """(arrays as a nested dict of NumPy arrays, meta) of a checkpoint directory.
+
+    `path` may be a checkpoint directory or a run directory (its newest checkpoint is loaded).
+    Raises CheckpointError naming the path when nothing complete is there.
+    """
+    path = Path(path)
+    if not (path / "meta.json").is_file():
+        latest = latest_checkpoint(path)
+        if latest is None:
+            raise CheckpointError(f"no checkpoint at {path}: expected a checkpoint directory "
+                                  f"(with meta.json and arrays.npz) or a run directory with "
+                                  f"{CHECKPOINT_DIR}/step_*")
+        path = latest
+    try:
+        with open(path / "meta.json") as f:
+            meta = json.load(f)
+        with np.load(path / "arrays.npz") as z:
+            arrays = unflatten({k: z[k] for k in z.files})
+    except (OSError, ValueError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"cannot read checkpoint {path}: {e}") from e
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: format {meta.get('format')!r}, expected {FORMAT!r}")
+    return arrays, meta
+
+
+# ---------------------------------------------------------------------------------------------
+# Compatibility
+
+
+def config_differences(saved: dict, current: dict, prefix: str = "") -> list[str]:
+    """Human-readable 'key: saved -> current' lines where two (nested) config dicts differ."""
+    out = []
+    for key in sorted(set(saved) | set(current)):
+        a, b = saved.get(key, "<absent>"), current.get(key, "<absent>")
+        name = f"{prefix}{key}"
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += config_differences(a, b, name + ".")
+        elif _jsonable(a) != _jsonable(b):
+            out.append(f"{name}: {a!r} (checkpoint) vs {b!r} (now)")
+    return out
+
+
+def _jsonable(x):
+    return json.loads(json.dumps(x))
+
+
+def check_shapes(saved: dict, expected: dict, what: str) -> None:
+    """Raise CheckpointError listing arrays missing, unexpected or of another shape.
+
+    saved: nested dict of arrays; expected: nested dict of shapes (tuples) or arrays.
+    """
+    fs, fe = flatten_shapes(saved), flatten_shapes(expected)
+    problems = [f"missing {k}" for k in sorted(set(fe) - set(fs))]
+    problems += [f"unexpected {k}" for k in sorted(set(fs) - set(fe))]
+    problems += [f"{k}: shape {fs[k]} in the checkpoint, {fe[k]} expected"
+                 for k in sorted(set(fs) & set(fe)) if tuple(fs[k]) != tuple(fe[k])]
+    if problems:
+        more = f" (and {len(problems) - 8} more)" if len(problems) > 8 else ""
+        raise CheckpointError(f"{what} do not match this model: " + "; ".join(problems[:8]) + more)
+
+
+def flatten_shapes(tree: dict, prefix: str = "") -> dict[str, tuple]:
+    """{"a": {"b": x}} -> {"a/b": shape of x} (x an array or a shape tuple)."""
+    out = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten_shapes(value, name + "/"))
+        else:
+            out[name] = tuple(value) if isinstance(value, tuple) else tuple(np.shape(value))
+    return out
