@@ -14,6 +14,7 @@ import tyro
 import tyro.extras
 
 from vdm_fast.generation.commands import Extend, Interpolate, Predict, Sample, Upsample
+from vdm_fast.training.command import Train
 
 Backend = Literal["fast", "ref"]
 
@@ -92,6 +93,7 @@ class Presets:
 
 COMMANDS = {
     "demo": Demo,
+    "train": Train,
     "presets": Presets,
     "sample": Sample,
     "predict": Predict,
