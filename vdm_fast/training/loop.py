@@ -515,35 +515,35 @@ def train(opts: TrainOptions) -> dict:
         "params": count_params(u)}), indent=1, default=str))
 
     # ---- state and step
-    if state_arrays is None:
-        params = init_params(u, opts.seed)
-        state = S.init_train_state(config, params, opts.recipe)
+    params = init_params(u, opts.seed) if state_arrays is None else None
+    if opts.backend == "ref":
+        state, step_fn, to_canonical = _reference_backend(config, opts.recipe, params, state_arrays, start_step)
+        batcher = Batcher(ds, config, opts.seed)
+        put_batch = lambda b: jax.tree.map(jnp.asarray, b)  # noqa: E731
     else:
-        state = S.state_from_canonical(config, opts.recipe, state_arrays, start_step)
-    if mesh is not None:
+        to_canonical = S.state_to_canonical
+        if state_arrays is None:
+            state = S.init_train_state(config, params, opts.recipe)
+        else:
+            state = S.state_from_canonical(config, opts.recipe, state_arrays, start_step)
         state_sh = shd.state_sharding(mesh, state)
         rows = slice(None)
         if jax.process_count() > 1:
             share = tc.batch_size // jax.process_count()
             rows = slice(jax.process_index() * share, (jax.process_index() + 1) * share)
         batcher = Batcher(ds, config, opts.seed, rows)
-        example = batcher(start_step)
-        batch_sh = shd.batch_sharding(mesh, example)
+        batch_sh = shd.batch_sharding(mesh, batcher(start_step))
         state = shd.place(state, state_sh)
         step_fn = S.make_train_step(config, opts.recipe, backend=opts.backend,
                                     state_sharding=state_sh, batch_sharding=batch_sh,
                                     compute_dtype=opts.compute_dtype, remat=opts.remat)
         put_batch = lambda b: shd.global_batch(b, batch_sh, tc.batch_size)  # noqa: E731
-    else:
-        batcher = Batcher(ds, config, opts.seed)
-        step_fn = S.make_train_step(config, opts.recipe, backend=opts.backend)
-        put_batch = lambda b: jax.tree.map(jnp.asarray, b)  # noqa: E731
 
     metrics_path = run_dir / "metrics.jsonl"
     flops_per_example = 3 * flops(u, frames=u.frames + tc.image_frames)
 
     def save(step_state, step, extra=None):
-        arrays = S.state_to_canonical(step_state)
+        arrays = to_canonical(step_state)
         if is_main:
             return ckpt.save_checkpoint(run_dir, step, arrays, _meta(opts, step, extra),
                                         keep=opts.keep_checkpoints)
@@ -642,6 +642,40 @@ def train(opts: TrainOptions) -> dict:
     if is_main:
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
     return summary
+
+
+def _reference_backend(config, recipe, params, arrays, start_step):
+    """--backend ref: `vdm_ref.train.train_step` (jax.grad over the reference, the reference
+    AdamW) under jax.jit, on the canonical state {"step", "params", "ema", "opt": {"mu", "nu",
+    "count"}} that checkpoints hold. A non-finite step returns the previous state."""
+    import jax
+    import jax.numpy as jnp
+
+    from vdm_ref import train as ref_train
+
+    f32 = lambda t: jax.tree.map(lambda x: jnp.asarray(np.asarray(x), jnp.float32), t)  # noqa: E731
+    if arrays is None:
+        state = ref_train.init_train_state(config, f32(params))
+        state["opt"]["count"] = jnp.zeros((), jnp.int32)
+    else:
+        state = {"params": f32(arrays["params"]), "ema": f32(arrays["ema"]),
+                 "opt": {"mu": f32(arrays["opt"]["mu"]), "nu": f32(arrays["opt"]["nu"]),
+                         "count": jnp.asarray(arrays["opt"]["count"], jnp.int32)}}
+    state["step"] = jnp.asarray(start_step, jnp.int32)
+    jitted = jax.jit(lambda s, b, k: ref_train.train_step(s, b, config, recipe, k))
+
+    def step_fn(s, b, k):
+        new, metrics = jitted(s, b, k)
+        ok = bool(jnp.isfinite(metrics["loss"]) & jnp.isfinite(metrics["grad_norm"]))
+        return (new if ok else s), metrics
+
+    def to_canonical(s):
+        to_np = lambda t: jax.tree.map(lambda x: np.asarray(jax.device_get(x)), t)  # noqa: E731
+        return {"params": to_np(s["params"]), "ema": to_np(s["ema"]),
+                "opt": {"mu": to_np(s["opt"]["mu"]), "nu": to_np(s["opt"]["nu"]),
+                        "count": np.asarray(jax.device_get(s["opt"]["count"]), np.int32)}}
+
+    return state, step_fn, to_canonical
 
 
 def _shapes(unet: UNetConfig) -> dict:
