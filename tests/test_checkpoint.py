@@ -82,3 +82,13 @@ def test_nothing_but_complete_checkpoints_after_save(tmp_path):
     ckpt.save_checkpoint(tmp_path, 1, _arrays(), {})
     names = os.listdir(ckpt.checkpoint_dir(tmp_path))
     assert names == ["step_00000001"]
+
+
+def test_export_for_sampling_keeps_only_the_ema(tmp_path):
+    tree = {"params": {"w": np.ones(3, np.float32)}, "ema": {"w": np.full(3, 2.0, np.float32)},
+            "opt": {"count": np.asarray(1)}}
+    ckpt.save_checkpoint(tmp_path / "run", 4, tree, {"config": {"name": "x"}})
+    out = ckpt.export_for_sampling(tmp_path / "run", tmp_path / "shipped")
+    arrays, meta = ckpt.load_checkpoint(out)
+    assert set(arrays) == {"ema"} and meta["step"] == 4 and meta["config"] == {"name": "x"}
+    np.testing.assert_array_equal(arrays["ema"]["w"], 2.0)

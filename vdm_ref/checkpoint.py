@@ -226,3 +226,31 @@ def flatten_shapes(tree: dict, prefix: str = "") -> dict[str, tuple]:
         else:
             out[name] = tuple(value) if isinstance(value, tuple) else tuple(np.shape(value))
     return out
+
+
+def export_for_sampling(src: str | Path, dst: str | Path, *, note: str = "") -> Path:
+    """Write a small sampling checkpoint: the EMA parameters and the metadata of `src`.
+
+    src: a checkpoint or run directory; dst: the new checkpoint directory (meta.json +
+    arrays.npz, readable by `load_checkpoint` and the generation commands). The optimizer state
+    and the raw parameters are left out (a third of the size); the result cannot be resumed.
+    """
+    arrays, meta = load_checkpoint(src)
+    if "ema" not in arrays:
+        raise CheckpointError(f"{src} holds no EMA parameters to export (found {sorted(arrays)})")
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp_export_", dir=dst.parent))
+    try:
+        with open(tmp / "arrays.npz", "wb") as f:
+            np.savez(f, **flatten({"ema": arrays["ema"]}))
+        meta = dict(meta, exported_from=str(src), export="EMA parameters only (no optimizer state)",
+                    export_note=note)
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
+        if dst.exists():
+            shutil.rmtree(dst)
+        os.replace(tmp, dst)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return dst
