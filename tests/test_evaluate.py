@@ -147,7 +147,8 @@ def test_evaluate_end_to_end_with_a_stub_feature_network(checkpoint, tmp_path, c
     out = tmp_path / "res.json"
     res = E.Evaluate(checkpoint=str(checkpoint), protocols=("unconditional", "bair", "extend"),
                      methods=("reconstruction", "replacement"), num_samples=4, batch_size=2, extend_factor=2,
-                     fvd_splits=2, is_splits=2, progress=True, out=str(out)).run(embed=stub_embed)
+                     fvd_splits=2, is_splits=2, progress=True, out=str(out),
+                     save_videos=str(tmp_path / "v")).run(embed=stub_embed)
     saved = json.loads(out.read_text())
     assert saved["runs"] == json.loads(json.dumps(res["runs"]))
     rows = {(r["protocol"], r["method"]): r for r in res["runs"]}
@@ -163,6 +164,7 @@ def test_evaluate_end_to_end_with_a_stub_feature_network(checkpoint, tmp_path, c
     assert rows["extend", "reconstruction"]["length"] == 8
     assert rows["extend", "replacement"]["coherence"]["boundaries"] == [4, 6]  # windows 0-3, 2-5, 4-7
     assert set(res["real"]) == {"4", "8"}
+    assert (tmp_path / "v" / "extend_replacement.png").is_file() and (tmp_path / "v" / "real_8.png").is_file()
     printed = capsys.readouterr()
     assert "FVD (all)" in printed.out and "1 -> 3 on 4 frames (paper: 1 -> 15" in printed.out
     assert "each frame repeated" in printed.out and "real data" in printed.out

@@ -344,11 +344,12 @@ def default_embed(resize: str = "antialias", batch_size: int = 8, tick=None) -> 
 
 
 def evaluate(model, settings: EvalSettings, *, embed: Embed | None = None, progress: bool = True,
-             log: Callable[[str], None] = print) -> dict:
+             save_videos: str | Path | None = None, keep: int = 4) -> dict:
     """Run every protocol of `settings` on `model`; returns the results dict (what `--out` holds).
 
     embed: videos [N, T, H, W, 3] -> I3D logits [N, D] (default: the real I3D, `default_embed`).
-    Every check happens before sampling starts (EvaluationError).
+    save_videos: a folder for a PNG frame grid of the first `keep` videos of each run (and of the
+    real clips). Every check happens before sampling starts (EvaluationError).
     """
     from vdm_fast.generation import SamplerOptions
     from vdm_fast.generation.model import describe
@@ -426,6 +427,11 @@ def evaluate(model, settings: EvalSettings, *, embed: Embed | None = None, progr
         row.update(inception_score_with_spread(logits, settings.is_splits))
         if p.given:  # the given frames must come back unchanged
             row["given_frames_max_abs_error"] = float(np.max(np.abs(video[:, :p.given] - real_all[:, :p.given])))
+        if save_videos is not None:
+            from vdm_ref.data import write_frame_grid
+
+            row["frames_png"] = str(write_frame_grid(Path(save_videos) / f"{p.name}_{method}.png", video[:keep]))
+            write_frame_grid(Path(save_videos) / f"real_{p.length}.png", real_all[:keep, :p.length])
         if boundaries and settings.coherence and model.unet.in_channels == 1:
             row["coherence"] = _coherence(model, video, boundaries)
         results["runs"].append(row)
@@ -553,6 +559,8 @@ class Evaluate:
     """Also report the Moving MNIST boundary coherence of block-extended videos."""
     out: str = ""
     """JSON output path (default: evaluations/<checkpoint name>.json)."""
+    save_videos: str = ""
+    """A folder for PNG frame grids of the first 4 videos of each row (and of the real clips)."""
     backend: Literal["fast", "ref"] = "fast"
     """Network backend for sampling."""
     ema: bool = True
@@ -575,7 +583,8 @@ class Evaluate:
             raise UsageError(str(e)) from e
         settings = self.settings()
         try:
-            results = evaluate(model, settings, embed=embed, progress=self.progress)
+            results = evaluate(model, settings, embed=embed, progress=self.progress,
+                               save_videos=self.save_videos or None)
         except EvaluationError as e:
             raise UsageError(f"error: {e}") from e
         out = Path(self.out or f"evaluations/{Path(str(path)).name}.json")

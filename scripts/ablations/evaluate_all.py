@@ -67,7 +67,7 @@ def run(table, name, checkpoint, settings, embed, floor=True):
 
     model = load_model(ROOT / checkpoint)
     print(f"== {table} / {name}: {checkpoint} step {model.meta.get('step')} ({time.strftime('%H:%M:%S')})", flush=True)
-    res = E.evaluate(model, settings, embed=embed, progress=False)
+    res = E.evaluate(model, settings, embed=embed, progress=False, save_videos=OUT / f"{table}_{name}")
     res["feature_network"] = "I3D Kinetics-400 logits (vdm_fast.metrics), cached by video hash"
     res["checkpoint"] = str(checkpoint)
     if floor:
