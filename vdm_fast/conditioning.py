@@ -6,19 +6,24 @@ Twin of `vdm_ref.conditioning`. `Observation` is an `eqx.Module` here (a pytree:
 traced, its `factor` static), so one compiled program serves every observed video of a shape.
 """
 
-from typing import Optional
-
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from vdm_ref import conditioning as _ref
-from vdm_ref.conditioning import REPLACEMENTS, every_kth_frame, prefix_frames
+from vdm_ref.conditioning import REPLACEMENTS, every_kth_frame, prefix_frames  # noqa: F401 (re-exported twins)
 
 from .guidance import reconstruction_guided_denoiser
-from .samplers import (LANGEVIN_DELTA, _check_grid, _check_source, _draw, _loop, _run,
-                       per_step_logsnr)
+from .samplers import (
+    LANGEVIN_DELTA,
+    _check_grid,
+    _check_source,
+    _draw,
+    _loop,
+    _run,
+    per_step_logsnr,
+)
 from .schedule import _float32
 
 
@@ -36,10 +41,10 @@ class Observation(eqx.Module):
     - factor: k, the spatial downsampling factor of low_res (static).
     """
 
-    x: Optional[jax.Array] = eqx.field(default=None, converter=_optional_float32)
-    mask: Optional[jax.Array] = eqx.field(default=None, converter=_optional_float32)
-    low_res: Optional[jax.Array] = eqx.field(default=None, converter=_optional_float32)
-    low_res_mask: Optional[jax.Array] = eqx.field(default=None, converter=_optional_float32)
+    x: jax.Array | None = eqx.field(default=None, converter=_optional_float32)
+    mask: jax.Array | None = eqx.field(default=None, converter=_optional_float32)
+    low_res: jax.Array | None = eqx.field(default=None, converter=_optional_float32)
+    low_res_mask: jax.Array | None = eqx.field(default=None, converter=_optional_float32)
     factor: int = eqx.field(default=1, static=True)
 
     def __check_init__(self):
@@ -128,7 +133,7 @@ def sample_conditional(denoise_vjp, z, logsnrs, noise, replace_noise, observatio
     replaced ('marginal': from q(zᵃ_s|xᵃ); 'posterior': from q(zᵃ_s|xᵃ, zᵃ_t)); the model's x̂ is
     adjusted by reconstruction guidance with weight w_r (Eq. 7 for observation.x, Eq. 8 for
     observation.low_res, both at once for the cascade of Fig. 2; w_r = 0 is plain replacement,
-    and then no backward pass runs); with corrector_noise the Langevin corrector (Eq. 5) moves the
+    its backward pass multiplied by 0: see `guidance.ReconstructionGuidedDenoiser`); with corrector_noise the Langevin corrector (Eq. 5) moves the
     generated entries after each step.
 
     Differences from the reference:

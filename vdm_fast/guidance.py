@@ -14,12 +14,12 @@ inside the compiled program by `jax.vjp` from the model's plain `denoise_fn(z, �
 """
 
 import functools
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jax import lax
 
 from vdm_ref import guidance as _ref
 
@@ -168,8 +168,11 @@ def _as_denoise_vjp(denoiser):
 class ReconstructionGuidedDenoiser(eqx.Module):
     """denoise_fn(z, λ) -> x̃ of Eq. 7/8: x̂ from the model, then the reconstruction-guidance step.
 
-    The backward pass through the model runs only when w_r ≠ 0 (a `lax.cond` on the traced
-    weight): with w_r = 0 (the plain replacement method) a step costs one forward evaluation.
+    The backward pass through the model runs at every step, whatever w_r (traced, so changing
+    it never recompiles). It is not put under a `lax.cond` on w_r ≠ 0: on XLA CPU a conditional
+    around the model's backward pass made each guided step ≈ 5x slower than the plain vjp
+    (mnist-small U-Net, 2 cores: 16 s vs 2.8 s per call). To skip the backward pass for the
+    replacement method (w_r = 0), pass a `DenoiseVJP` whose vjp returns zeros.
     """
 
     denoise_vjp: DenoiseVJP | JaxVJP
@@ -181,8 +184,7 @@ class ReconstructionGuidedDenoiser(eqx.Module):
         x_hat, vjp = self.denoise_vjp(z, logsnr)
         x_hat = jnp.asarray(x_hat, dtype=DTYPE)
         cotangent = _ref.reconstruction_loss_cotangent(x_hat, self.observation)
-        grad_z = lax.cond(self.w_r != 0, lambda: jnp.asarray(vjp(cotangent), dtype=DTYPE),
-                          lambda: jnp.zeros_like(x_hat))
+        grad_z = jnp.asarray(vjp(cotangent), dtype=DTYPE)
         return _ref.reconstruction_guided_x(x_hat, grad_z, logsnr, self.w_r,
                                             self.observation.update_mask(x_hat))
 

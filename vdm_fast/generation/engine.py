@@ -44,6 +44,7 @@ from vdm_ref.samplers import LANGEVIN_DELTA
 from .model import Model
 
 METHODS = ("reconstruction", "replacement")
+LOOPS = ("auto", "compiled", "python")
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,9 @@ class SamplerOptions:
     - `w_r`: the reconstruction guidance weight (ignored by 'replacement').
     - `replacement`: the replacement variant, 'marginal' zᵃ_s ~ q(zᵃ_s|xᵃ) or 'posterior'
       zᵃ_s ~ q(zᵃ_s|xᵃ, zᵃ_t).
+    - `loop`: 'compiled' (the whole sampling loop one XLA program, `vdm_fast.samplers`),
+      'python' (`vdm_ref`'s loop calling the compiled network once per step) or 'auto'
+      (`use_python_loop`). Both consume the same draws and give the same samples.
     """
 
     steps: int = 128
@@ -70,8 +74,11 @@ class SamplerOptions:
     method: str = "reconstruction"
     w_r: float = 5.0
     replacement: str = "marginal"
+    loop: str = "auto"
 
     def __post_init__(self):
+        if self.loop not in LOOPS:
+            raise ValueError(f"loop={self.loop!r}: expected one of {LOOPS}")
         if int(self.steps) != self.steps or self.steps < 2:
             raise ValueError(f"steps={self.steps!r}: expected an integer >= 2")
         if not 0.0 <= self.gamma <= 1.0:
@@ -267,7 +274,7 @@ def sample_window(model: Model, keys, shape, options: SamplerOptions, denoise_fn
     grid = _grid(model, options.steps)
     z = jax.random.normal(k_z, shape, jnp.float32)
     conditional = x is not None or low_res is not None
-    if model.backend == "fast":
+    if model.backend == "fast" and not use_python_loop(options, conditional):
         from vdm_fast import conditioning, samplers
 
         corr = k_corr if options.corrector else None
@@ -275,11 +282,16 @@ def sample_window(model: Model, keys, shape, options: SamplerOptions, denoise_fn
             return samplers.reverse_process(denoise_fn, z, grid, k_noise, corr, gamma=options.gamma,
                                             delta=options.delta, progress=progress)
         obs = conditioning.Observation(x, mask, low_res, low_res_mask, factor)
+        if options.effective_w_r == 0:  # replacement: the guidance term is 0, skip the backward pass
+            from vdm_fast.guidance import DenoiseVJP
+
+            denoise_fn = DenoiseVJP(_NoBackward(denoise_fn))
         return conditioning.sample_conditional(
             denoise_fn, z, grid, k_noise, k_repl, obs, w_r=options.effective_w_r,
             replacement=options.replacement, gamma=options.gamma, corrector_noise=corr,
             delta=options.delta, progress=progress)
-    # the reference: Python loops of vdm_ref on jax.numpy, consuming the same draws
+    # Python loops of vdm_ref around the compiled network (the 'ref' backend, or 'fast' with
+    # loop='python'), consuming the same draws
     from vdm_fast.samplers import noise_from_key
     from vdm_ref import conditioning, guidance, samplers
 
@@ -296,6 +308,29 @@ def sample_window(model: Model, keys, shape, options: SamplerOptions, denoise_fn
         guidance.with_jax_vjp(counted), z, grid, noise, noise_from_key(k_repl, steps, shape), obs,
         w_r=options.effective_w_r, replacement=options.replacement, gamma=options.gamma,
         corrector_noise=corr, delta=options.delta)
+
+
+def use_python_loop(options: SamplerOptions, conditional: bool) -> bool:
+    """Whether a window runs vdm_ref's Python sampler loop around the compiled network instead
+    of the whole-loop compiled sampler (`SamplerOptions.loop`; 'auto': only for
+    reconstruction-guided windows on CPU, where XLA runs the network's backward pass inside a
+    compiled loop ≈ 4.5x slower than the same step called from Python)."""
+    if options.loop == "python":
+        return True
+    if options.loop == "compiled":
+        return False
+    return conditional and options.effective_w_r > 0 and jax.default_backend() == "cpu"
+
+
+class _NoBackward(eqx.Module):
+    """(x̂, g ↦ 0): a denoise_vjp for w_r = 0, where the guidance gradient is multiplied by 0
+    anyway — so the replacement method costs one forward evaluation per step."""
+
+    denoise_fn: object
+
+    def __call__(self, z, logsnr):
+        x_hat = self.denoise_fn(z, logsnr)
+        return x_hat, lambda g: jnp.zeros_like(g)
 
 
 @eqx.filter_jit
