@@ -127,7 +127,8 @@ class CoherenceReport:
     per_boundary: the boundary score at each boundary index (mean over videos);
     jump_tolerance: τ used; pairs_boundary / pairs_within: how many pairs were scored;
     empty_frames: fraction of frames with no digit found (a blank pair scores 1, so read the
-    scores together with this).
+    scores together with this); single_digits: fraction of detections that fit one digit's box
+    (low when frames hold noise or smears rather than digits).
     """
 
     boundary: float
@@ -143,6 +144,7 @@ class CoherenceReport:
     pairs_boundary: int
     pairs_within: int
     empty_frames: float = 0.0
+    single_digits: float = float("nan")
     per_boundary: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
@@ -227,6 +229,7 @@ def boundary_coherence(videos, boundaries, digit_size: int, *, classifier: Digit
         jump_tolerance=float(jump_tolerance),
         pairs_boundary=len(scores["boundary"]), pairs_within=len(scores["within"]),
         empty_frames=float(np.mean([len(d) == 0 for d in dets])),
+        single_digits=_mean(np.concatenate([d.single for d in dets])) if sum(sizes) else float("nan"),
         per_boundary={k: _mean(x) for k, x in per_boundary.items()},
     )
 
@@ -271,7 +274,8 @@ def main(argv=None) -> None:
     for name, r in out.items():
         print(f"{name:8s} boundary {r.boundary:.3f}  within {r.within:.3f}  identity {r.identity_boundary:.3f} / "
               f"{r.identity_within:.3f}  median jump {r.median_jump_boundary:.2f} / {r.median_jump_within:.2f} px  "
-              f"(τ = {r.jump_tolerance:.2f}, {r.pairs_boundary} boundary pairs, empty frames {r.empty_frames:.3f})")
+              f"(τ = {r.jump_tolerance:.2f}, {r.pairs_boundary} boundary pairs, empty frames {r.empty_frames:.3f}, "
+              f"single digits {r.single_digits:.3f})")
 
 
 if __name__ == "__main__":
