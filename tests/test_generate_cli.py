@@ -96,6 +96,7 @@ def test_extend_end_to_end_writes_video_grid_and_arrays(checkpoint, tmp_path, ca
     assert grid.shape == (2, 7, 8, 8, 1)
     assert "boundary coherence" in capsys.readouterr().out
     assert out.with_suffix(".json").exists()
+    assert (tmp_path / "ext_boundaries.png").exists()
 
 
 def test_cli_lists_the_generation_commands():

@@ -7,6 +7,7 @@ generates with a progress bar over blocks and network evaluations, and writes
 
     OUT.mp4 (or .gif)   the videos side by side
     OUT.png             a frame grid: one row per video, one column per frame
+    OUT_boundaries.png  the same with the gap before each block boundary in red (when there are any)
     OUT.npz             the videos as float32 [B, N, H, W, C] in [-1, 1] ("video"), plus the
                         block boundaries ("boundaries")
 """
@@ -112,6 +113,10 @@ class _Common:
         boundaries = [w.boundary for w in windows if w.boundary is not None]
         write_video(stem.with_suffix(f".{self.format}"), tile_videos(video), fps=self.fps)
         write_frame_grid(stem.with_suffix(".png"), video)
+        if boundaries:
+            from PIL import Image
+
+            Image.fromarray(boundary_strip(video, boundaries)).save(stem.parent / (stem.name + "_boundaries.png"))
         np.savez_compressed(stem.with_suffix(".npz"), video=video.astype(np.float32),
                             boundaries=np.asarray(boundaries, np.int64))
         print(f"wrote {stem.with_suffix('.' + self.format)}, {stem.with_suffix('.png')}, {stem.with_suffix('.npz')}: "
@@ -120,6 +125,20 @@ class _Common:
         if extra:
             stem.with_suffix(".json").write_text(json.dumps(extra, indent=1, sort_keys=True))
         return stem
+
+
+def boundary_strip(video: np.ndarray, boundaries, padding: int = 2) -> np.ndarray:
+    """The frame grid of `video` [B, T, H, W, C] as RGB uint8, with the gap before each block
+    boundary's first generated frame coloured red (Fig. 4-style strips)."""
+    from vdm_ref.data import frame_grid
+    from vdm_ref.data.video_io import as_rgb
+
+    grid = as_rgb(frame_grid(video, padding=padding)).copy()
+    w = video.shape[3]
+    for b in boundaries:
+        x = b * (w + padding)
+        grid[:, x : x + padding] = (220, 30, 30)
+    return grid
 
 
 def tile_videos(video: np.ndarray, padding: int = 2) -> np.ndarray:
