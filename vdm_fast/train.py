@@ -1,13 +1,24 @@
 """The training step, compiled: the twin of `vdm_ref.train` (same names, same state layout,
 same draws). The loop, sharding and the CLI command live in `vdm_fast.training`.
 
+The readable optimizer maths of the reference (`adam_update`, `clip_by_global_norm`,
+`ema_update`, ...) is re-exported as is (it is right under jit, on the canonical state); the
+compiled step itself uses the equivalent optax chain (`make_optimizer`), checked against it in
+tests/test_train_step.py.
+
 Differences from the reference, by design: the optimizer is an optax chain (its state converts
 to the reference's {"mu", "nu", "count"} by `opt_to_canonical`), the step is one `jax.jit`,
 and a non-finite loss leaves the state unchanged instead of applying the update.
 """
 
-from vdm_ref.train import (  # noqa: F401  (scalar maths reused as is: right under jit)
+from vdm_ref.train import (  # noqa: F401  (small tree/scalar maths reused as is: right under jit)
     Recipe,
+    adam_update,
+    clip_by_global_norm,
+    decay_mask,
+    ema_update,
+    global_norm,
+    init_opt_state,
     batch_condition,
     drop_condition,
     ema_decay_at,

@@ -84,24 +84,24 @@ def ema_decay_at(n, decay, warmup=True):
 # Tree helpers (nested dicts of arrays)
 
 
-def tree_map(fn, *trees):
+def _tree_map(fn, *trees):
     """Apply fn leaf by leaf over nested dicts with the same keys."""
     first = trees[0]
     if isinstance(first, dict):
-        return {k: tree_map(fn, *(t[k] for t in trees)) for k in first}
+        return {k: _tree_map(fn, *(t[k] for t in trees)) for k in first}
     return fn(*trees)
 
 
-def tree_leaves(tree):
+def _tree_leaves(tree):
     """The leaves of a nested dict, in sorted-key order."""
     if isinstance(tree, dict):
-        return [leaf for k in sorted(tree) for leaf in tree_leaves(tree[k])]
+        return [leaf for k in sorted(tree) for leaf in _tree_leaves(tree[k])]
     return [tree]
 
 
 def global_norm(tree):
     """||g|| = sqrt(Σ over every leaf of Σ g²)."""
-    leaves = tree_leaves(tree)
+    leaves = _tree_leaves(tree)
     total = sum(_xp(leaf).sum(leaf * leaf) for leaf in leaves)
     return _xp(leaves[0]).sqrt(total)
 
@@ -114,7 +114,7 @@ def _xp(x):
 
 def decay_mask(params, decay_biases=False):
     """1.0 where weight decay applies (weights of rank ≥ 2, or everything), else 0.0; floats."""
-    return tree_map(lambda p: 1.0 if (decay_biases or p.ndim >= 2) else 0.0, params)
+    return _tree_map(lambda p: 1.0 if (decay_biases or p.ndim >= 2) else 0.0, params)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -129,13 +129,13 @@ def clip_by_global_norm(grads, max_norm):
     xp = _xp(norm)
     scale = xp.minimum(xp.ones_like(norm), max_norm / xp.maximum(norm, xp.full_like(norm, 1e-30)))
     # optax.clip_by_global_norm: g unchanged when ||g|| < c, else g · c / ||g||.
-    return tree_map(lambda g: g * scale, grads), norm
+    return _tree_map(lambda g: g * scale, grads), norm
 
 
 def init_opt_state(params):
     """Adam's state: first and second moments m = v = 0 in the parameter layout, count n = 0."""
-    zeros = tree_map(lambda p: 0.0 * p, params)
-    return {"mu": zeros, "nu": tree_map(lambda p: 0.0 * p, params), "count": 0}
+    zeros = _tree_map(lambda p: 0.0 * p, params)
+    return {"mu": zeros, "nu": _tree_map(lambda p: 0.0 * p, params), "count": 0}
 
 
 def adam_update(params, grads, opt, *, learning_rate, beta1, beta2, eps, weight_decay, mask):
@@ -149,20 +149,20 @@ def adam_update(params, grads, opt, *, learning_rate, beta1, beta2, eps, weight_
     (θ, opt state).
     """
     n = opt["count"] + 1
-    mu = tree_map(lambda m, g: beta1 * m + (1.0 - beta1) * g, opt["mu"], grads)
-    nu = tree_map(lambda v, g: beta2 * v + (1.0 - beta2) * g * g, opt["nu"], grads)
+    mu = _tree_map(lambda m, g: beta1 * m + (1.0 - beta1) * g, opt["mu"], grads)
+    nu = _tree_map(lambda v, g: beta2 * v + (1.0 - beta2) * g * g, opt["nu"], grads)
     c1, c2 = 1.0 - beta1**n, 1.0 - beta2**n
 
     def update(p, m, v, k):
         xp = _xp(p)
         return p - learning_rate * ((m / c1) / (xp.sqrt(v / c2) + eps) + weight_decay * k * p)
 
-    return tree_map(update, params, mu, nu, mask), {"mu": mu, "nu": nu, "count": n}
+    return _tree_map(update, params, mu, nu, mask), {"mu": mu, "nu": nu, "count": n}
 
 
 def ema_update(ema, params, decay):
     """θ_ema ← d θ_ema + (1 − d) θ."""
-    return tree_map(lambda e, p: decay * e + (1.0 - decay) * p, ema, params)
+    return _tree_map(lambda e, p: decay * e + (1.0 - decay) * p, ema, params)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -246,7 +246,7 @@ def loss_fn(params, config, batch, key, *, apply_fn=None, train=True):
 
 def init_train_state(config, params):
     """{"step": 0, "params": θ, "ema": θ, "opt": Adam's zero state} (θ in the shared layout)."""
-    return {"step": 0, "params": params, "ema": tree_map(lambda p: p, params),
+    return {"step": 0, "params": params, "ema": _tree_map(lambda p: p, params),
             "opt": init_opt_state(params)}
 
 
