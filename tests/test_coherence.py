@@ -15,6 +15,7 @@ from vdm_ref.eval import (
     render_digit_crops,
     splice_videos,
 )
+from vdm_ref.eval.tracker import THRESHOLD
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +43,7 @@ def test_detect_digits_finds_one_digit_at_its_centre_of_mass():
     ink = np.clip((v[..., 0] + 1) / 2, 0, 1)
     for f, d in enumerate(det):
         assert len(d) == 1 and d.single[0]
-        ys, xs = np.nonzero(ink[f] > 0.5)
+        ys, xs = np.nonzero(ink[f] > THRESHOLD)
         w = ink[f][ys, xs]
         # centre of mass of the ink above threshold, to float precision
         np.testing.assert_allclose(d.centres[0], [(w * ys).sum() / w.sum(), (w * xs).sum() / w.sum()], atol=1e-9)
