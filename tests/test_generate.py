@@ -3,6 +3,7 @@ and a tiny random U-Net — shapes, known frames kept, lengths, one block on the
 the same video from both backends, and clear errors before any sampling."""
 
 import dataclasses
+import functools
 
 import equinox as eqx
 import jax.numpy as jnp
@@ -50,7 +51,9 @@ def oracle():
     return oracle_model()
 
 
-FAST = SamplerOptions(steps=8, gamma=0.1)
+#: The oracle's videos are Gaussian, not in [−1, 1]: no clipping of x̂ in the oracle tests.
+Opts = functools.partial(SamplerOptions, clip_x=False)
+FAST = Opts(steps=8, gamma=0.1)
 
 
 # --- planning ---------------------------------------------------------------------------------
@@ -117,7 +120,7 @@ def test_only_one_block_is_on_the_device_whatever_the_length(oracle, monkeypatch
     x0 = np.zeros((2,) + o.shape, np.float32)
     for length, blocks in ((8, 2), (40, 18)):
         shapes.clear()
-        out = extend(model, 0, x0, length, context_frames=2, options=SamplerOptions(steps=3))
+        out = extend(model, 0, x0, length, context_frames=2, options=Opts(steps=3))
         assert out.shape[1] == length and isinstance(out, np.ndarray)  # the video so far: on the host
         assert len(shapes) == blocks and set(shapes) == {(2, 4, 4, 4, 1)}
 
@@ -137,7 +140,7 @@ def test_reconstruction_guidance_beats_replacement_at_the_boundary(oracle):
     mean, cov = o.conditional(x_true.astype(np.float64), known)
     bias = {}
     for method in ("reconstruction", "replacement"):
-        opts = SamplerOptions(steps=32, gamma=0.1, method=method, w_r=5.0)
+        opts = Opts(steps=32, gamma=0.1, method=method, w_r=5.0)
         out = predict(model, 3, given, given_frames=2, options=opts)
         np.testing.assert_array_equal(out[:, :2], given[:, :2])
         bias[method] = np.sum((out.mean(axis=0) - mean[0]) ** 2) / np.trace(cov)
@@ -159,7 +162,7 @@ def test_upsample_reproduces_the_low_resolution_video(oracle):
     model, o = oracle
     x = o.sample(np.random.default_rng(3).standard_normal((8,) + o.shape)).astype(np.float32)
     low = np.asarray(downsample_area(x, 2))
-    opts = SamplerOptions(steps=16, gamma=0.1, w_r=5.0)
+    opts = Opts(steps=16, gamma=0.1, w_r=5.0)
     out = upsample(model, 0, low, options=opts)
     free = sample(model, 0, batch_size=8, options=opts)
     err = np.mean((np.asarray(downsample_area(out, 2)) - low) ** 2)
@@ -172,7 +175,7 @@ def test_upsample_reproduces_the_low_resolution_video(oracle):
 
 def test_progress_bars_run(oracle, capsys):
     model, o = oracle
-    out = extend(model, 0, np.zeros((1,) + o.shape, np.float32), 6, context_frames=2, options=SamplerOptions(steps=3),
+    out = extend(model, 0, np.zeros((1,) + o.shape, np.float32), 6, context_frames=2, options=Opts(steps=3),
                  progress=True)
     assert out.shape[1] == 6
     assert "extend" in capsys.readouterr().err
@@ -207,7 +210,7 @@ def test_bad_inputs_raise_before_sampling(oracle, no_sampling):
     with pytest.raises(ValueError, match="factor"):
         interpolate(model, 0, v, 4)
     with pytest.raises(ValueError, match="reconstruction guidance"):
-        upsample(model, 0, np.zeros((1, 4, 2, 2, 1)), options=SamplerOptions(method="replacement"))
+        upsample(model, 0, np.zeros((1, 4, 2, 2, 1)), options=Opts(method="replacement"))
     with pytest.raises(ValueError, match="divides"):
         upsample(model, 0, np.zeros((1, 4, 3, 3, 1)))
     with pytest.raises(ValueError, match="unconditional"):
@@ -235,7 +238,7 @@ def test_fast_and_ref_engines_sample_the_same_draws(oracle):
     model, o = oracle
     ref = dataclasses.replace(model, backend="ref")
     x0 = o.sample(np.random.default_rng(4).standard_normal((2,) + o.shape)).astype(np.float32)
-    opts = SamplerOptions(steps=4, gamma=0.1, w_r=2.0, corrector=True, loop="compiled")
+    opts = Opts(steps=4, gamma=0.1, w_r=2.0, corrector=True, loop="compiled")
     a = extend(model, 5, x0, 6, context_frames=2, options=opts)
     b = extend(ref, 5, x0, 6, context_frames=2, options=opts)
     np.testing.assert_allclose(a, b, atol=1e-4)
@@ -250,7 +253,7 @@ def test_fast_and_ref_backends_extend_to_the_same_video(tiny):
     # two differ by float32 rounding of two network implementations through 3 steps (measured
     # max |Δ| ≈ 1e-3; 5e-2 bounds it with room).
     cfg, params = tiny
-    opts = SamplerOptions(steps=3, gamma=0.1, w_r=2.0, loop="compiled")
+    opts = Opts(steps=3, gamma=0.1, w_r=2.0, loop="compiled")
     out = {}
     for backend in ("fast", "ref"):
         m = model_from_params(cfg, params, backend=backend)
@@ -293,7 +296,7 @@ def test_guided_step_has_no_conditional_around_the_backward_pass(oracle):
     g = guidance.reconstruction_guided_denoiser(fn, obs, 2.0)
     assert "cond[" not in str(jax.make_jaxpr(lambda z_: g(z_, lam))(z))
     x0 = o.sample(np.random.default_rng(6).standard_normal((2,) + o.shape)).astype(np.float32)
-    opts = SamplerOptions(steps=3, method="replacement")
+    opts = Opts(steps=3, method="replacement")
     via_engine = predict(model, 0, x0, given_frames=2, options=opts)  # zero-vjp path
     keys = engine.window_keys(engine.as_key(0), 0)
     mask = np.zeros((1, 4, 1, 1, 1), np.float32)
@@ -303,3 +306,20 @@ def test_guided_step_has_no_conditional_around_the_backward_pass(oracle):
                                              gamma=opts.gamma)
     # the same sampler and draws; two compiled programs differ by float32 fusion (measured 5e-5)
     np.testing.assert_allclose(via_engine, np.asarray(direct), atol=5e-4)
+
+
+def test_clip_x_clips_values_but_keeps_the_guidance_gradient(oracle):
+    # Static thresholding of x̂ to [−1, 1], straight-through: reconstruction guidance (Eq. 7)
+    # differentiates the unclipped x̂, so it still acts where the model overshoots.
+    import jax
+
+    model, o = oracle
+    z, lam = jnp.full((1,) + o.shape, 4.0), jnp.full((1,), 3.0)
+    plain, clipped = guided_denoiser(model, None, 0.0), guided_denoiser(model, None, 0.0, clip_x=True)
+    x = np.asarray(plain(z, lam))
+    assert np.abs(x).max() > 1.5  # the oracle's x̂ leaves the data range here
+    np.testing.assert_allclose(np.asarray(clipped(z, lam)), np.clip(x, -1, 1), atol=1e-6)
+    w = jnp.asarray(np.random.default_rng(0).standard_normal(z.shape))
+    g_plain = jax.grad(lambda z_: jnp.sum(w * plain(z_, lam)))(z)
+    g_clip = jax.grad(lambda z_: jnp.sum(w * clipped(z_, lam)))(z)
+    np.testing.assert_allclose(np.asarray(g_clip), np.asarray(g_plain), rtol=1e-5, atol=1e-6)

@@ -68,6 +68,8 @@ class _Common:
     """γ of the ancestral sampler, Eq. 4 (default: the model config's)."""
     corrector: bool | None = None
     """Predictor-corrector: a Langevin step (Eq. 5) after each ancestral step (default: config's)."""
+    clip_x: bool = True
+    """Clip x̂ to [-1, 1] at every step (static thresholding; straight-through for guidance)."""
     ema: bool = True
     """Use the EMA parameters when the checkpoint has them."""
     progress: bool = True
@@ -98,7 +100,7 @@ class _Common:
 
         try:
             return SamplerOptions.from_config(model.config.diffusion, steps=self.steps, gamma=self.gamma,
-                                              corrector=self.corrector, **extra)
+                                              corrector=self.corrector, clip_x=self.clip_x, **extra)
         except ValueError as e:
             raise UsageError(str(e)) from e
 

@@ -61,6 +61,10 @@ class SamplerOptions:
     - `w_r`: the reconstruction guidance weight (ignored by 'replacement').
     - `replacement`: the replacement variant, 'marginal' zᵃ_s ~ q(zᵃ_s|xᵃ) or 'posterior'
       zᵃ_s ~ q(zᵃ_s|xᵃ, zᵃ_t).
+    - `clip_x`: clip x̂ to the data range [−1, 1] at every step (static thresholding, as the
+      training previews and Google's diffusion code do; not in the paper's text). The clip is
+      straight-through: the value is clipped, the reconstruction-guidance gradient (Eq. 7/8) is
+      that of the unclipped x̂, so guidance still acts where the model overshoots.
     - `loop`: 'compiled' (the whole sampling loop one XLA program, `vdm_fast.samplers`),
       'python' (`vdm_ref`'s loop calling the compiled network once per step) or 'auto'
       (`use_python_loop`). Both consume the same draws and give the same samples.
@@ -75,6 +79,7 @@ class SamplerOptions:
     w_r: float = 5.0
     replacement: str = "marginal"
     loop: str = "auto"
+    clip_x: bool = True
 
     def __post_init__(self):
         if self.loop not in LOOPS:
@@ -220,16 +225,27 @@ def one_hot(labels, num_classes: int) -> np.ndarray:
     return np.eye(num_classes, dtype=np.float32)[labels]
 
 
-def guided_denoiser(model: Model, cond, w: float):
+def guided_denoiser(model: Model, cond, w: float, clip_x: bool = False):
     """denoise_fn(z, λ) -> x̂ for the samplers: x̂(z, λ, c), with classifier-free guidance (Eq. 6)
-    (1 + w) x̂(z, c) − w x̂(z, 0) when c is given and w > 0. A pytree-callable for 'fast'."""
+    (1 + w) x̂(z, c) − w x̂(z, 0) when c is given and w > 0; clipped to [−1, 1] (straight-through)
+    with clip_x. A pytree-callable."""
     if cond is not None and w > 0:
-        if model.backend == "fast":
-            from vdm_fast.guidance import classifier_free_denoiser
-        else:
-            from vdm_ref.guidance import classifier_free_denoiser
-        return classifier_free_denoiser(model.denoiser, cond, null_condition(cond), w)
-    return _Bound(model.denoiser, cond)
+        from vdm_fast.guidance import classifier_free_denoiser
+
+        fn = classifier_free_denoiser(model.denoiser, cond, null_condition(cond), w)
+    else:
+        fn = _Bound(model.denoiser, cond)
+    return _ClipX(fn) if clip_x else fn
+
+
+class _ClipX(eqx.Module):
+    """clip(x̂, −1, 1) in value, with x̂'s gradient (straight-through)."""
+
+    denoise_fn: object
+
+    def __call__(self, z, logsnr):
+        x = self.denoise_fn(z, logsnr)
+        return x + jax.lax.stop_gradient(jnp.clip(x, -1.0, 1.0) - x)
 
 
 class _Bound(eqx.Module):
@@ -416,7 +432,7 @@ def iter_windows(model: Model, key, timeline: Timeline, *, context_frames: int, 
     else:
         out = np.zeros((b, timeline.length, h, w, model.channels), np.float32)
     cond = _check_cond(model, cond, b)
-    denoise_fn = guided_denoiser(model, cond, options.guidance_weight)
+    denoise_fn = guided_denoiser(model, cond, options.guidance_weight, options.clip_x)
     key = as_key(key)
     with _bars(progress, len(windows), desc) as (outer, inner):
         for i, win in enumerate(windows):
