@@ -446,9 +446,8 @@ def _coherence(model, video, boundaries) -> dict:
     from vdm_ref.eval import boundary_coherence
 
     r = boundary_coherence(video, boundaries, int(moving_mnist_settings(model)["digit_size"]))
-    keep = ("boundary", "within", "identity_boundary", "identity_within", "median_jump_boundary",
-            "median_jump_within", "jump_tolerance", "empty_frames", "pairs_boundary")
-    return {k: getattr(r, k) for k in keep} | {"boundaries": [int(b) for b in boundaries]}
+    d = {k: v for k, v in r.as_dict().items() if k != "per_boundary"}
+    return d | {"boundaries": [int(b) for b in boundaries]}
 
 
 class _Bar:
