@@ -8,8 +8,10 @@ gaps), keeping components of at least `min_area` mask pixels. Its position is th
 centre of mass over the component; its crop is the `digit_size` × `digit_size` window of ι
 centred there, showing only that component's ink (zero elsewhere and outside the frame), resized to `CROP` × `CROP` by area averaging — the same
 procedure `digits.render_digit_crops` applies to MNIST digits when training the classifier.
-Two digits that overlap form one component (one detection), flagged `single = False` when its
-ink spans more than a digit's box: the coherence measure then judges it by position only.
+Components whose union fits in one digit's box (digit_size + 2 px) are grouped as fragments of
+one digit (a generated digit drawn with gaps); two digits that overlap form one component (one
+detection), flagged `single = False` when its ink spans more than a digit's box: the coherence
+measure then judges it by position only.
 """
 
 from __future__ import annotations
@@ -164,37 +166,49 @@ def detect_digits(frames, digit_size: int, *, threshold: float = THRESHOLD, dila
     flat_lab = labels.reshape(n, -1)
     out = []
     ys, xs = np.divmod(np.arange(h * w), w)
+    box = int(digit_size) + int(single_slack)
     for i in range(n):
         lab = flat_lab[i]
         ids = np.unique(lab[lab > 0])
+        groups = []  # fragments of one digit: components whose union fits in a digit's box
         if ids.size:
             pos = np.searchsorted(ids, lab[lab > 0])
             wts = ink[i].reshape(-1)[lab > 0]
             area = np.bincount(pos, minlength=ids.size)
             mass = np.bincount(pos, weights=wts, minlength=ids.size)
-            cy = np.bincount(pos, weights=wts * ys[lab > 0], minlength=ids.size) / mass
-            cx = np.bincount(pos, weights=wts * xs[lab > 0], minlength=ids.size) / mass
+            my = np.bincount(pos, weights=wts * ys[lab > 0], minlength=ids.size)
+            mx = np.bincount(pos, weights=wts * xs[lab > 0], minlength=ids.size)
             big = np.iinfo(np.int64).max
-            y_lo = np.full(ids.size, big)
-            x_lo = np.full(ids.size, big)
-            y_hi = np.full(ids.size, -1)
-            x_hi = np.full(ids.size, -1)
+            y_lo, x_lo = np.full(ids.size, big), np.full(ids.size, big)
+            y_hi, x_hi = np.full(ids.size, -1), np.full(ids.size, -1)
             np.minimum.at(y_lo, pos, ys[lab > 0])
             np.minimum.at(x_lo, pos, xs[lab > 0])
             np.maximum.at(y_hi, pos, ys[lab > 0])
             np.maximum.at(x_hi, pos, xs[lab > 0])
-            extent = np.maximum(y_hi - y_lo, x_hi - x_lo) + 1
-            keep = area >= min_area
-            centres = np.stack([cy, cx], axis=1)[keep]
-            area, mass, ids, extent = area[keep], mass[keep], ids[keep], extent[keep]
-        else:
-            centres, area, mass = np.zeros((0, 2)), np.zeros(0, np.int64), np.zeros(0)
-            extent = np.zeros(0, np.int64)
-        # each crop shows its own component only (the other digits' ink masked out)
-        crops = np.zeros((len(centres), CROP, CROP), np.float32)
-        for j, (c, lab_id) in enumerate(zip(centres, ids if len(centres) else [])):
-            own = ink[i] * (grown_labels[i] == lab_id)
-            crops[j] = extract_crops(own, c[None], digit_size)[0]
-        single = extent <= int(digit_size) + single_slack
-        out.append(DigitDetections(centres, area.astype(np.int64), mass, crops, single))
+            for k in np.argsort(-area, kind="stable"):
+                for g in groups:
+                    if (max(g["y_hi"], y_hi[k]) - min(g["y_lo"], y_lo[k]) < box
+                            and max(g["x_hi"], x_hi[k]) - min(g["x_lo"], x_lo[k]) < box):
+                        break
+                else:
+                    g = {"ids": [], "area": 0, "mass": 0.0, "my": 0.0, "mx": 0.0,
+                         "y_lo": y_lo[k], "y_hi": y_hi[k], "x_lo": x_lo[k], "x_hi": x_hi[k]}
+                    groups.append(g)
+                g["ids"].append(ids[k])
+                g["area"] += int(area[k])
+                g["mass"] += mass[k]
+                g["my"] += my[k]
+                g["mx"] += mx[k]
+                g["y_lo"], g["y_hi"] = min(g["y_lo"], y_lo[k]), max(g["y_hi"], y_hi[k])
+                g["x_lo"], g["x_hi"] = min(g["x_lo"], x_lo[k]), max(g["x_hi"], x_hi[k])
+        groups = [g for g in groups if g["area"] >= min_area]
+        centres = np.array([[g["my"] / g["mass"], g["mx"] / g["mass"]] for g in groups]).reshape(-1, 2)
+        # each crop shows its own component(s) only (the other digits' ink masked out)
+        crops = np.zeros((len(groups), CROP, CROP), np.float32)
+        for j, g in enumerate(groups):
+            own = ink[i] * np.isin(grown_labels[i], g["ids"])
+            crops[j] = extract_crops(own, centres[j][None], digit_size)[0]
+        extent = np.array([max(g["y_hi"] - g["y_lo"], g["x_hi"] - g["x_lo"]) + 1 for g in groups], np.int64)
+        out.append(DigitDetections(centres, np.array([g["area"] for g in groups], np.int64),
+                                   np.array([g["mass"] for g in groups], np.float64), crops, extent < box + 1))
     return out
