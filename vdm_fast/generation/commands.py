@@ -439,7 +439,8 @@ class Extend(_Conditional):
             raise UsageError("--coherence: the output has no block boundary to measure")
         size = self.digit_size or moving_mnist_settings(model)["digit_size"]
         report = boundary_coherence(video, boundaries, int(size))
-        print(f"boundary coherence {report.boundary:.3f} (within blocks {report.within:.3f}); identity agreement "
+        print(f"boundary coherence {report.boundary:.3f} ± {report.boundary_se:.3f} (within blocks {report.within:.3f} "
+              f"± {report.within_se:.3f}); identity agreement "
               f"{report.identity_boundary:.3f} / {report.identity_within:.3f}; median jump "
               f"{report.median_jump_boundary:.2f} px / {report.median_jump_within:.2f} px (τ = {report.jump_tolerance:.2f}); "
               f"{report.pairs_boundary} boundary pairs, empty frames {report.empty_frames:.3f}, single-digit detections "

@@ -128,7 +128,9 @@ class CoherenceReport:
     jump_tolerance: τ used; pairs_boundary / pairs_within: how many pairs were scored;
     empty_frames: fraction of frames with no digit found (a blank pair scores 1, so read the
     scores together with this); single_digits: fraction of detections that fit one digit's box
-    (low when frames hold noise or smears rather than digits).
+    (low when frames hold noise or smears rather than digits); boundary_se / within_se: standard
+    error of the mean pair score, std / sqrt(pairs) (pairs of one video are not independent, so
+    read it as a lower bound).
     """
 
     boundary: float
@@ -145,6 +147,8 @@ class CoherenceReport:
     pairs_within: int
     empty_frames: float = 0.0
     single_digits: float = float("nan")
+    boundary_se: float = float("nan")
+    within_se: float = float("nan")
     per_boundary: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
@@ -154,6 +158,10 @@ class CoherenceReport:
 
 def _mean(x) -> float:
     return float(np.mean(x)) if len(x) else float("nan")
+
+
+def _se(x) -> float:
+    return float(np.std(x, ddof=1) / np.sqrt(len(x))) if len(x) > 1 else float("nan")
 
 
 def _median(x) -> float:
@@ -230,6 +238,7 @@ def boundary_coherence(videos, boundaries, digit_size: int, *, classifier: Digit
         pairs_boundary=len(scores["boundary"]), pairs_within=len(scores["within"]),
         empty_frames=float(np.mean([len(d) == 0 for d in dets])),
         single_digits=_mean(np.concatenate([d.single for d in dets])) if sum(sizes) else float("nan"),
+        boundary_se=_se(scores["boundary"]), within_se=_se(scores["within"]),
         per_boundary={k: _mean(x) for k, x in per_boundary.items()},
     )
 
