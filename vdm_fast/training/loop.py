@@ -541,6 +541,9 @@ def train(opts: TrainOptions) -> dict:
 
     metrics_path = run_dir / "metrics.jsonl"
     flops_per_example = 3 * flops(u, frames=u.frames + tc.image_frames)
+    from .throughput import matmul_peak_flops
+
+    peak = matmul_peak_flops(512, 5)  # the same process, the same moment: the achieved fraction means something
 
     def save(step_state, step, extra=None):
         arrays = to_canonical(step_state)
@@ -611,6 +614,8 @@ def train(opts: TrainOptions) -> dict:
                        "learning_rate": float(m["learning_rate"]), "ema_decay": float(m["ema_decay"]),
                        "steps_per_s": rate, "examples_per_s": rate * tc.batch_size,
                        "flops_per_s": rate * tc.batch_size * flops_per_example,
+                       "matmul_peak_flops": peak,
+                       "fraction_of_matmul_peak": rate * tc.batch_size * flops_per_example / peak,
                        "elapsed_s": time.perf_counter() - t_start}
                 if is_main:
                     with open(metrics_path, "a") as f:
@@ -636,7 +641,9 @@ def train(opts: TrainOptions) -> dict:
     if is_main and metrics_path.exists():
         plot_losses(metrics_path, run_dir / "loss.png")
     last_sample = samples(state, step) or last_sample
+    peak = max(peak, matmul_peak_flops(512, 5))
     summary = {"step": step, "start_step": start_step, "seconds": time.perf_counter() - t_start,
+               "matmul_peak_flops": peak, "load_average": os.getloadavg(),
                "compile_seconds": compile_s, "checkpoint": str(final) if final else None,
                "params": count_params(u), "samples": last_sample}
     if is_main:
