@@ -282,13 +282,14 @@ def available_memory_bytes() -> int:
     return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"))
 
 
-def estimate_memory_bytes(config: Config, *, per_device_batch: int, fsdp: int = 1) -> int:
+def estimate_memory_bytes(config: Config, *, per_device_batch: int, fsdp: int = 1, remat: bool = False) -> int:
     """A conservative estimate of one training step's memory on one device (float32).
 
     State: θ, EMA, Adam's m and v, the gradient and the update: 6 × params / fsdp. Activations
     kept for the backward pass: for every block, about 8 tensors of its output size (norms,
     activations, convolution outputs) plus, for attention blocks, the logits and the softmax
-    [B·frames, heads, S, S] of spatial and [B·H·W, heads, T, T] of temporal attention.
+    [B·frames, heads, S, S] of spatial and [B·H·W, heads, T, T] of temporal attention. With
+    rematerialisation only block inputs are kept (about a quarter).
     """
     from vdm_ref.network import blocks, count_params
 
@@ -306,12 +307,13 @@ def estimate_memory_bytes(config: Config, *, per_device_batch: int, fsdp: int = 
             acts += 3 * b * frames * heads * (r * r) ** 2
         elif blk.kind == "temporal_attn":
             acts += 3 * b * r * r * heads * frames**2
-    return state + 4 * acts
+    return state + 4 * acts // (4 if remat else 1)
 
 
-def check_memory(config: Config, *, per_device_batch: int, fsdp: int, available: int | None = None) -> int:
+def check_memory(config: Config, *, per_device_batch: int, fsdp: int, available: int | None = None,
+                 remat: bool = False) -> int:
     """Raise TrainError when the estimated step memory exceeds what is available; return the estimate."""
-    need = estimate_memory_bytes(config, per_device_batch=per_device_batch, fsdp=fsdp)
+    need = estimate_memory_bytes(config, per_device_batch=per_device_batch, fsdp=fsdp, remat=remat)
     have = available_memory_bytes() if available is None else available
     if need > have:
         raise TrainError(
@@ -319,7 +321,7 @@ def check_memory(config: Config, *, per_device_batch: int, fsdp: int, available:
             f"{config.unet.frames}+{config.train.image_frames} frames at {config.unet.image_size}x"
             f"{config.unet.image_size} with preset {config.name!r} needs about {need / 2**30:.1f} GiB "
             f"per device, but {have / 2**30:.1f} GiB is available: lower --batch-size, --image-frames "
-            "or the model size, shard over more devices (--fsdp), or pass --skip-memory-check")
+            "or the model size, shard over more devices (--fsdp), use --remat, or pass --skip-memory-check")
     return need
 
 
@@ -491,7 +493,7 @@ def train(opts: TrainOptions) -> dict:
         raise TrainError(str(e)) from None
     per_device = tc.batch_size // (mesh.size if mesh is not None else 1)
     if not opts.skip_memory_check:
-        check_memory(config, per_device_batch=per_device, fsdp=opts.fsdp)
+        check_memory(config, per_device_batch=per_device, fsdp=opts.fsdp, remat=opts.remat)
     ds = make_dataset(config, opts.data)
     start_step, state_arrays = 0, None
     if opts.resume:
@@ -632,7 +634,11 @@ def train(opts: TrainOptions) -> dict:
         save(state, step, {"stopped": "non-finite loss"})
         raise
     except KeyboardInterrupt:
-        save(state, step, {"stopped": "interrupted"})
+        try:  # the interrupted step may have consumed (donated) the state; then the last checkpoint stands
+            save(state, step, {"stopped": "interrupted"})
+        except Exception:  # noqa: BLE001
+            print(f"interrupted at step {step}; the newest checkpoint in {run_dir / 'checkpoints'} stands",
+                  file=sys.stderr)
         raise
     finally:
         prefetch.close()

@@ -175,9 +175,17 @@ def _cached_step(config, recipe, backend):
 
 
 def state_to_canonical(state) -> dict:
-    """A train state as backend-free NumPy nested dicts (what checkpoints store)."""
+    """A train state as backend-free NumPy nested dicts (what checkpoints store). Multi-host:
+    sharded arrays are gathered from every process first."""
     canon = opt_to_canonical(state["opt"])
-    to_np = lambda t: jax.tree.map(lambda x: np.asarray(jax.device_get(x)), t)  # noqa: E731
+
+    def to_np(tree):
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+
+            tree = multihost_utils.process_allgather(tree, tiled=True)
+        return jax.tree.map(lambda x: np.asarray(jax.device_get(x)), tree)
+
     return {"params": to_np(state["params"]), "ema": to_np(state["ema"]),
             "opt": {"mu": to_np(canon["mu"]), "nu": to_np(canon["nu"]),
                     "count": np.asarray(jax.device_get(canon["count"]))}}
