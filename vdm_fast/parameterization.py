@@ -10,7 +10,7 @@ import functools
 import jax
 
 from vdm_ref import parameterization as _ref
-from vdm_ref.parameterization import TARGETS
+from vdm_ref.parameterization import TARGETS  # noqa: F401 (re-exported)
 
 from .schedule import _float32
 

@@ -28,7 +28,8 @@ output is cast to float32 (a bf16 network keeps a float32 sampler state).
 
 Progress: `progress(done, total)` (network evaluations done / in all) is called from the compiled
 loop through `jax.debug.callback` every `progress_every` evaluations; off by default. The callback
-is looked up at run time, so a new callback object does not recompile.
+is looked up at run time, so a new callback object does not recompile; with a callback the call
+returns once the samples are ready (it waits for the last report).
 """
 
 import functools
@@ -78,7 +79,7 @@ def is_key(a):
 
 @functools.partial(jax.jit, static_argnames=("count", "shape", "dtype"))
 def _noise_from_key(key, count, shape, dtype):
-    draw = lambda i: jax.random.normal(jax.random.fold_in(key, i), shape, dtype)  # noqa: E731
+    draw = lambda i: jax.random.normal(jax.random.fold_in(key, i), shape, dtype)
     return jax.vmap(draw)(jnp.arange(count))
 
 
