@@ -103,17 +103,19 @@ def main(argv=None):
     p.add_argument("--runs", nargs="*", default=None, help="table4: run names; table5: guidance weights")
     p.add_argument("--w-r", type=float, default=5.0)
     p.add_argument("--no-floor", action="store_true")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (results named <run>-s<seed> unless 0)")
     a = p.parse_args(argv)
     embed = cached_embed()
     base = E.EvalSettings(num_samples=a.num_samples, steps=a.steps, fvd_splits=a.fvd_splits, batch_size=16,
-                          seed=0, w_r=a.w_r)
+                          seed=a.seed, w_r=a.w_r)
+    sfx = f"-s{a.seed}" if a.seed else ""
     if a.table == "table4":
         for name in a.runs or ["joint0", "joint4", "joint8"]:
-            run("table4", name, f"runs/ablations/{name}", dataclasses.replace(base, protocols=("unconditional",)),
+            run("table4", name + sfx, f"runs/ablations/{name}", dataclasses.replace(base, protocols=("unconditional",)),
                 embed, floor=not a.no_floor)
     elif a.table == "table5":
         for w in a.runs or ["0", "1", "2", "5"]:
-            run("table5", f"w{w}", "runs/ablations/text",
+            run("table5", f"w{w}{sfx}", "runs/ablations/text",
                 dataclasses.replace(base, protocols=("unconditional",), guidance_weight=float(w)), embed,
                 floor=not a.no_floor)
     else:
