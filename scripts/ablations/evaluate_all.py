@@ -6,8 +6,8 @@
 
 Each evaluation goes through `vdm_fast.evaluate.evaluate` (the `python cli.py evaluate` code path)
 with the real I3D; I3D logits are cached on disk by the SHA-1 of the video array, so the real
-sets are embedded once across runs. Results: docs/assets/ablations/<table>_<run>.json, and a
-summary line per run in docs/assets/ablations/<table>.md. A real-vs-real FVD (the same data
+sets are embedded once across runs. Results: docs/assets/ablations/<table>_<run>.json and
+frame grids in docs/assets/ablations/<table>_<run>/ (tables: report.py). A real-vs-real FVD (the same data
 distribution, another seed) is measured for each length as the floor at this N.
 """
 
@@ -78,18 +78,6 @@ def run(table, name, checkpoint, settings, embed, floor=True):
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / f"{table}_{name}.json").write_text(json.dumps(res, indent=1, default=E._json_default))
     print(E.format_table(res), flush=True)
-    with open(OUT / f"{table}.md", "a") as f:
-        for r in res["runs"]:
-            floor_txt = ""
-            if floor:
-                fl = res["real_vs_real"][str(r["length"])]
-                floor_txt = f" | {fl['fvd']:.1f}"
-            coh = r.get("coherence")
-            coh_txt = f" | {coh['boundary']:.3f} / {coh['within']:.3f}" if coh else ""
-            f.write(f"| {name} | {r['method']} | {r['num_samples']} | {r['fvd']:.1f} | "
-                    f"{r.get('fvd_split_mean', float('nan')):.1f} ± {r.get('fvd_split_std', float('nan')):.1f} | "
-                    f"{r['is']:.3f} | {res['real'][str(r['length'])]['is']:.3f}{floor_txt}{coh_txt} | "
-                    f"step {res['step']}, {r['sampling_seconds']:.0f} s sampling |\n")
     return res
 
 

@@ -31,23 +31,28 @@ def main():
                 floor = res.get("real_vs_real", {}).get(str(r["length"]), {}).get("fvd")
                 rows.append((key, r, floor))
         if name == "t4":
-            rows.sort(key=lambda x: int(x[0].replace("joint", "")))
-            xs = [int(k.replace("joint", "")) for k, _, _ in rows]
+            rows.sort(key=lambda x: (x[0].partition("-")[2], int(x[0].replace("joint", "").split("-")[0])))
+            xs = [int(k.replace("joint", "").split("-")[0]) for k, _, _ in rows]
             ax.set_xlabel("independent image frames per video")
             ax.set_title("Table 4 (small): joint training")
         elif name == "t5":
-            rows.sort(key=lambda x: float(x[0][1:]))
-            xs = [float(k[1:]) for k, _, _ in rows]
+            rows.sort(key=lambda x: (x[0].partition("-")[2], float(x[0][1:].split("-")[0])))
+            xs = [float(k[1:].split("-")[0]) for k, _, _ in rows]
             ax.set_xlabel("classifier-free guidance weight w")
             ax.set_title("Table 5 (small): guidance")
         else:
             xs = list(range(len(rows)))
             ax.set_xticks(xs, [r["method"] for _, r, _ in rows])
             ax.set_title("Table 6 (small): 4x extension")
+            ax.set_xlim(-0.5, len(xs) - 0.5)
         y = [r["fvd"] for _, r, _ in rows]
         lo = [r.get("fvd_split_mean", r["fvd"]) - r.get("fvd_split_std", 0) for _, r, _ in rows]
         hi = [r.get("fvd_split_mean", r["fvd"]) + r.get("fvd_split_std", 0) for _, r, _ in rows]
-        ax.plot(xs, y, "o-", label=f"FVD, all N={rows[0][1]['num_samples']}")
+        seeds = [k.partition("-")[2] or "s0" for k, _, _ in rows]
+        for sd in dict.fromkeys(seeds):
+            idx = [i for i, x in enumerate(seeds) if x == sd]
+            ax.plot([xs[i] for i in idx], [y[i] for i in idx], "o-" if name != "t6" else "o",
+                    label=f"FVD, all N={rows[0][1]['num_samples']}, sampling seed {sd[1:]}")
         ax.vlines(xs, lo, hi, color="gray", label="split FVD mean ± std")
         if rows[0][2] is not None:
             ax.axhline(rows[0][2], color="k", ls="--", lw=1, label="real vs real")
