@@ -92,6 +92,31 @@ class Presets:
         presets.main()
 
 
+@dataclasses.dataclass
+class Bench:
+    """Benchmark the fast backend: network evaluation, sampler step, compile time, achieved
+    FLOP/s against a matmul peak measured in the same run, peak memory, fast/reference speedup."""
+
+    presets: tuple[str, ...] = ("mnist-small", "bair")
+    """Presets to measure (`python cli.py presets` lists them)."""
+    batch: int = 1
+    """Batch size of the network evaluation."""
+    repeats: int = 5
+    """Timed repeats after warm-up; medians are reported."""
+    reference: bool = True
+    """Also time the NumPy reference network (skipped above --reference-max-gflop)."""
+    reference_max_gflop: float = 50.0
+    """Largest network (GFLOP per evaluation) the slow reference is timed on."""
+    json_path: str | None = None
+    """Also write the figures as JSON here."""
+
+    def run(self) -> None:
+        from benchmarks.bench import main as bench
+
+        bench(presets=self.presets, batch=self.batch, repeats=self.repeats, reference=self.reference,
+              reference_max_gflop=self.reference_max_gflop, json_path=self.json_path)
+
+
 COMMANDS = {
     "demo": Demo,
     "train": Train,
@@ -102,6 +127,7 @@ COMMANDS = {
     "interpolate": Interpolate,
     "upsample": Upsample,
     "evaluate": Evaluate,
+    "bench": Bench,
 }
 
 
