@@ -382,6 +382,8 @@ class Extend(_Conditional):
     """Measure the boundary coherence (digit identities and positions across block boundaries)."""
     digit_size: int | None = None
     """Digit size in pixels for --coherence (default: the checkpoint's data settings, else 28 * H / 64)."""
+    jump_tolerance: float | None = None
+    """τ of --coherence in pixels (default: 2 x the median within-block step + 1)."""
 
     command = "extend"
 
@@ -438,7 +440,7 @@ class Extend(_Conditional):
         if not boundaries:
             raise UsageError("--coherence: the output has no block boundary to measure")
         size = self.digit_size or moving_mnist_settings(model)["digit_size"]
-        report = boundary_coherence(video, boundaries, int(size))
+        report = boundary_coherence(video, boundaries, int(size), jump_tolerance=self.jump_tolerance)
         print(f"boundary coherence {report.boundary:.3f} ± {report.boundary_se:.3f} (within blocks {report.within:.3f} "
               f"± {report.within_se:.3f}); identity agreement "
               f"{report.identity_boundary:.3f} / {report.identity_within:.3f}; median jump "

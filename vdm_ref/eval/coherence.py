@@ -277,14 +277,31 @@ def main(argv=None) -> None:
     p.add_argument("--digit-size", type=int, default=20)
     p.add_argument("--digits", type=int, default=1)
     p.add_argument("--speed", type=float, nargs=2, default=[1.0, 3.0])
+    p.add_argument("--npz", nargs="+", default=None,
+                   help="score saved videos instead: .npz files written by `cli.py extend` (video, boundaries)")
+    p.add_argument("--jump-tolerance", type=float, default=None, help="τ in pixels (default: 2 x median step + 1)")
     a = p.parse_args(argv)
+    if a.npz:
+        clf = load_digit_classifier()
+        for path in a.npz:
+            with np.load(path) as z:
+                r = boundary_coherence(z["video"], z["boundaries"].tolist(), a.digit_size, classifier=clf,
+                                       jump_tolerance=a.jump_tolerance)
+            _print(path, r)
+        return
     out = reference_scores(num_videos=a.videos, num_frames=a.frames, boundaries=a.boundaries, resolution=a.resolution,
                            digit_size=a.digit_size, num_digits=a.digits, speed=tuple(a.speed))
     for name, r in out.items():
-        print(f"{name:8s} boundary {r.boundary:.3f}  within {r.within:.3f}  identity {r.identity_boundary:.3f} / "
-              f"{r.identity_within:.3f}  median jump {r.median_jump_boundary:.2f} / {r.median_jump_within:.2f} px  "
-              f"(τ = {r.jump_tolerance:.2f}, {r.pairs_boundary} boundary pairs, empty frames {r.empty_frames:.3f}, "
-              f"single digits {r.single_digits:.3f})")
+        _print(name, r)
+
+
+def _print(name: str, r: CoherenceReport) -> None:
+    print(f"{name:8s} boundary {r.boundary:.3f} ± {r.boundary_se:.3f}  within {r.within:.3f} ± {r.within_se:.3f}  "
+          f"identity {r.identity_boundary:.3f} / {r.identity_within:.3f}  count {r.count_boundary:.3f} / "
+          f"{r.count_within:.3f}  median jump {r.median_jump_boundary:.2f} / {r.median_jump_within:.2f} px  "
+          f"(τ = {r.jump_tolerance:.2f}, {r.pairs_boundary} boundary pairs, empty frames {r.empty_frames:.3f}, "
+          f"single digits {r.single_digits:.3f})")
+    print(f"{'':8s} per boundary: " + ", ".join(f"{k}: {v:.2f}" for k, v in r.per_boundary.items()))
 
 
 if __name__ == "__main__":
