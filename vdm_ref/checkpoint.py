@@ -124,6 +124,7 @@ def save_checkpoint(run_dir: str | Path, step: int, arrays: dict, meta: dict, *,
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step_{int(step):08d}"
     tmp = Path(tempfile.mkdtemp(prefix=".tmp_", dir=root))
+    os.chmod(tmp, 0o755)  # mkdtemp makes it private; a checkpoint is meant to be shared
     try:
         with open(tmp / "arrays.npz", "wb") as f:
             np.savez(f, **flatten(arrays))
@@ -241,6 +242,7 @@ def export_for_sampling(src: str | Path, dst: str | Path, *, note: str = "") -> 
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp_export_", dir=dst.parent))
+    os.chmod(tmp, 0o755)
     try:
         with open(tmp / "arrays.npz", "wb") as f:
             np.savez(f, **flatten({"ema": arrays["ema"]}))

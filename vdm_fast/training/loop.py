@@ -363,8 +363,8 @@ def plot_losses(metrics_path: Path, out: Path) -> None:
     loss = np.array([r["loss"] for r in rows])
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=110)
     ax.plot(steps, loss, lw=0.8, alpha=0.5, label="loss (per log interval)")
-    k = max(1, len(loss) // 20)
-    if len(loss) > k:
+    k = max(2, len(loss) // 10)
+    if len(loss) > 2 * k:
         smooth = np.convolve(loss, np.ones(k) / k, mode="valid")
         ax.plot(steps[k - 1:], smooth, lw=1.6, label=f"running mean of {k}")
     ax.set_yscale("log")
