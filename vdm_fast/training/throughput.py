@@ -38,8 +38,6 @@ def matmul_peak_flops(n: int = 1024, repeats: int = 10) -> float:
 def measure(config, recipe=None, *, steps: int = 10, warmup: int = 2, data_parallel: int = -1,
             fsdp: int = 1, compute_dtype=None, remat=False) -> dict:
     """Time `steps` compiled training steps (after `warmup`) on a fixed random batch."""
-    import jax
-    import jax.numpy as jnp
 
     from vdm_ref.network import count_params, flops, init
     from vdm_ref.train import Recipe, step_key
