@@ -444,7 +444,8 @@ class Extend(_Conditional):
         print(f"boundary coherence {report.boundary:.3f} ± {report.boundary_se:.3f} (within blocks {report.within:.3f} "
               f"± {report.within_se:.3f}); identity agreement "
               f"{report.identity_boundary:.3f} / {report.identity_within:.3f}; median jump "
-              f"{report.median_jump_boundary:.2f} px / {report.median_jump_within:.2f} px (τ = {report.jump_tolerance:.2f}); "
+              f"{report.median_jump_boundary:.2f} px / {report.median_jump_within:.2f} px, within τ = {report.jump_tolerance:.2f} px "
+              f"{report.position_boundary:.3f} / {report.position_within:.3f}; "
               f"{report.pairs_boundary} boundary pairs, empty frames {report.empty_frames:.3f}, single-digit detections "
               f"{report.single_digits:.3f}")
         return {"coherence": report.as_dict(), "method": self.method, "w_r": self.w_r, "digit_size": int(size)}

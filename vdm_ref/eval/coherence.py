@@ -130,7 +130,8 @@ class CoherenceReport:
     scores together with this); single_digits: fraction of detections that fit one digit's box
     (low when frames hold noise or smears rather than digits); boundary_se / within_se: standard
     error of the mean pair score, std / sqrt(pairs) (pairs of one video are not independent, so
-    read it as a lower bound).
+    read it as a lower bound); position_*: fraction of matched digits that moved at most τ
+    (the position half of the test alone).
     """
 
     boundary: float
@@ -149,6 +150,8 @@ class CoherenceReport:
     single_digits: float = float("nan")
     boundary_se: float = float("nan")
     within_se: float = float("nan")
+    position_boundary: float = float("nan")
+    position_within: float = float("nan")
     per_boundary: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
@@ -239,6 +242,8 @@ def boundary_coherence(videos, boundaries, digit_size: int, *, classifier: Digit
         empty_frames=float(np.mean([len(d) == 0 for d in dets])),
         single_digits=_mean(np.concatenate([d.single for d in dets])) if sum(sizes) else float("nan"),
         boundary_se=_se(scores["boundary"]), within_se=_se(scores["within"]),
+        position_boundary=_mean(np.asarray(jumps["boundary"]) <= jump_tolerance),
+        position_within=_mean(np.asarray(jumps["within"]) <= jump_tolerance),
         per_boundary={k: _mean(x) for k, x in per_boundary.items()},
     )
 
@@ -280,14 +285,21 @@ def main(argv=None) -> None:
     p.add_argument("--npz", nargs="+", default=None,
                    help="score saved videos instead: .npz files written by `cli.py extend` (video, boundaries)")
     p.add_argument("--jump-tolerance", type=float, default=None, help="τ in pixels (default: 2 x median step + 1)")
+    p.add_argument("--pool", action="store_true", help="with --npz: score all the files' videos as one set")
     a = p.parse_args(argv)
     if a.npz:
         clf = load_digit_classifier()
+        runs = []
         for path in a.npz:
             with np.load(path) as z:
-                r = boundary_coherence(z["video"], z["boundaries"].tolist(), a.digit_size, classifier=clf,
-                                       jump_tolerance=a.jump_tolerance)
-            _print(path, r)
+                runs.append((path, z["video"], z["boundaries"].tolist()))
+        if a.pool:
+            if len({(tuple(b), v.shape[1:]) for _, v, b in runs}) != 1:
+                raise SystemExit("--pool: the files must share video shape and boundaries")
+            runs = [("pooled", np.concatenate([v for _, v, _ in runs]), runs[0][2])]
+        for name, video, boundaries in runs:
+            _print(name, boundary_coherence(video, boundaries, a.digit_size, classifier=clf,
+                                            jump_tolerance=a.jump_tolerance))
         return
     out = reference_scores(num_videos=a.videos, num_frames=a.frames, boundaries=a.boundaries, resolution=a.resolution,
                            digit_size=a.digit_size, num_digits=a.digits, speed=tuple(a.speed))
@@ -298,7 +310,7 @@ def main(argv=None) -> None:
 def _print(name: str, r: CoherenceReport) -> None:
     print(f"{name:8s} boundary {r.boundary:.3f} ± {r.boundary_se:.3f}  within {r.within:.3f} ± {r.within_se:.3f}  "
           f"identity {r.identity_boundary:.3f} / {r.identity_within:.3f}  count {r.count_boundary:.3f} / "
-          f"{r.count_within:.3f}  median jump {r.median_jump_boundary:.2f} / {r.median_jump_within:.2f} px  "
+          f"{r.count_within:.3f}  position {r.position_boundary:.3f} / {r.position_within:.3f}  median jump {r.median_jump_boundary:.2f} / {r.median_jump_within:.2f} px  "
           f"(τ = {r.jump_tolerance:.2f}, {r.pairs_boundary} boundary pairs, empty frames {r.empty_frames:.3f}, "
           f"single digits {r.single_digits:.3f})")
     print(f"{'':8s} per boundary: " + ", ".join(f"{k}: {v:.2f}" for k, v in r.per_boundary.items()))
