@@ -42,6 +42,7 @@ CONFIGS = {
                                    emb_mlp_layers=1),
     "text-dropout": dataclasses.replace(BASE, conditioning="text", text_dim=6, dropout=0.1,
                                         num_res_blocks=2, emb_mlp_layers=3),
+    "patch-2": dataclasses.replace(BASE, patch_size=2, image_size=16, attn_resolutions=(8,)),
 }
 B, T, L = 2, 5, 4  # batch, frames, caption tokens: one input shape per config
 
@@ -167,6 +168,8 @@ LAYER_CASES = {
     "group_norm": lambda r: (("group_norm",), (_norm_p(r, 8), 3 * _video(r) + 1), {"groups": 4}),
     "downsample": lambda r: (("downsample",), (_conv_p(r, 8, 8), _video(r)), {}),
     "upsample": lambda r: (("upsample",), (_conv_p(r, 8, 8), _video(r)), {}),
+    "space_to_depth": lambda r: (("space_to_depth",), (_video(r), 2), {}),
+    "depth_to_space": lambda r: (("depth_to_space",), (_video(r), 2), {}),
     "spatial_attention": lambda r: (("spatial_attention",), (_attn_p(r, 8), _video(r)),
                                     {"head_dim": 4, "groups": 2}),
     "temporal_attention": lambda r: (("temporal_attention",),

@@ -88,6 +88,39 @@ def test_sigkill_mid_run_then_resume_matches_uninterrupted(tmp_path, jax_cache):
     assert (killed / "loss.png").is_file()
 
 
+def _free_port():
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_two_processes_train_as_one_data_parallel_run(tmp_path, jax_cache):
+    """Multi-host: two processes (one CPU device each) joined by `jax.distributed.initialize`
+    (--coordinator-address, --num-processes, --process-id) feed their halves of each batch and
+    end with the parameters of one process training on two devices."""
+    steps = ["--steps", "3", "--checkpoint-every", "1000"]
+    env2 = dict(_env(jax_cache), XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    cmd = [sys.executable, "-c", "import sys; from vdm_fast.training.command import main; main(sys.argv[1:])",
+           *MINI, "--data-parallel", "-1"]  # the last flag wins: every device of the run
+    one = subprocess.run([*cmd, *steps, "--run-dir", str(tmp_path / "one")], cwd=ROOT, env=env2,
+                         capture_output=True, text=True, timeout=600)
+    assert one.returncode == 0, one.stdout + one.stderr
+    address = f"127.0.0.1:{_free_port()}"
+    procs = [subprocess.Popen([*cmd, *steps, "--run-dir", str(tmp_path / "multi"), "--coordinator-address",
+                               address, "--num-processes", "2", "--process-id", str(r)],
+                              cwd=ROOT, env=_env(jax_cache), stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) for r in range(2)]
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], "\n".join(outs)
+    want, _ = _final_params(tmp_path / "one")
+    got, meta = _final_params(tmp_path / "multi")
+    assert meta["step"] == 3
+    for k in want:
+        np.testing.assert_allclose(got[k], want[k], rtol=0, atol=1e-5, err_msg=k)
+
+
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, jax_cache):
     run = tmp_path / "nan"
     out = subprocess.run(
@@ -99,6 +132,21 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, jax_
     arrays, meta = ckpt.load_checkpoint(run)
     assert meta.get("stopped") == "non-finite loss" and meta["step"] < 20
     assert all(np.isfinite(v).all() for v in ckpt.flatten(arrays).values())
+
+
+@pytest.mark.parametrize("conditioning", ["text", "class"])
+def test_conditioned_training_runs_end_to_end(tmp_path, conditioning):
+    """Captions (MiniLM token embeddings) or digit labels reach the step, with conditioning
+    dropout, and the preview samples are drawn under the first clips' conditions."""
+    summary = train(_opts(tmp_path, conditioning=conditioning, steps=2, num_samples=2, sample_steps=2,
+                          cond_dropout=0.5))
+    assert summary["step"] == 2 and summary["samples"]["gif"]
+    arrays, meta = ckpt.load_checkpoint(tmp_path / "run")
+    assert meta["config"]["unet"]["conditioning"] == conditioning
+    emb = ckpt.flatten(arrays["params"])
+    key = "emb/text/q/w" if conditioning == "text" else "emb/class/w"
+    assert key in emb and np.all(np.isfinite(emb[key]))
+    assert np.any(emb[key] != ckpt.flatten(arrays["ema"])[key])  # trained (EMA lags)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -138,8 +186,22 @@ def test_preset_flag_conflict():
 
 
 def test_resolution_not_divisible_by_the_unet_factor():
-    with pytest.raises(TrainError, match=r"image_size=30: expected a multiple of 2\*\*\(K-1\)=4"):
+    with pytest.raises(TrainError, match=r"image_size=30: expected a multiple of patch_size\*2\*\*\(K-1\)=8"):
         resolve_config("mnist-small", {"image_size": 30, "attn_resolutions": ()})
+    with pytest.raises(TrainError, match=r"image_size=36: expected a multiple of patch_size\*2\*\*\(K-1\)=16"):
+        resolve_config("mnist-small", {"image_size": 36, "patch_size": 4, "attn_resolutions": ()})
+
+
+def test_the_preset_carries_its_recipe_and_flags_override_it():
+    opts = Train().options()  # the README's `python cli.py train`: mnist-small as tuned
+    assert (opts.recipe.warmup_steps, opts.recipe.grad_clip, opts.recipe.ema_warmup) == (100, 1.0, True)
+    assert opts.config.unet.patch_size == 2 and opts.config.train.learning_rate == 1e-3
+    opts = Train(warmup_steps=7, grad_clip=0.0, adam_eps=1e-6).options()
+    assert (opts.recipe.warmup_steps, opts.recipe.grad_clip, opts.recipe.adam_eps) == (7, 0.0, 1e-6)
+    assert Train(ema_warmup=False).options().recipe.ema_warmup is False
+    assert Train(preset="ucf101").options().recipe.warmup_steps == 200
+    with pytest.raises(TrainError, match="warmup_steps=-1"):
+        Train(warmup_steps=-1).options()
 
 
 def test_batch_that_cannot_fit_in_memory(tmp_path):

@@ -104,6 +104,31 @@ def test_sharded_step_matches_single_device(fast_two_steps, data, fsdp):
         assert _max_diff(got["ema"], want_state["ema"]) < ATOL
 
 
+@pytest.mark.parametrize("compute_dtype,remat", [(None, True), ("bfloat16", False)], ids=["remat", "bf16"])
+def test_remat_and_bf16_steps_track_the_float32_step(fast_two_steps, compute_dtype, remat):
+    """--remat recomputes the same float32 values (same update to round-off); --bf16 computes
+    the network in bfloat16 (8 mantissa bits) but keeps parameters, Adam and EMA in float32, so
+    its loss and update stay within bfloat16 round-off of the float32 step."""
+    _, single = fast_two_steps
+    step = fast_train.make_train_step(CONFIG, RECIPE, compute_dtype=compute_dtype, remat=remat)
+    state = fast_train.init_train_state(CONFIG, _params(), RECIPE)
+    want_state, want = single[0]
+    state, metrics = step(state, jax.tree.map(jnp.asarray, _batch(0)), ref_train.step_key(0, 0))
+    got = fast_train.state_to_canonical(state)
+    assert all(x.dtype == np.float32 for x in jax.tree.leaves(got["params"]))
+    if remat:
+        assert abs(float(metrics["loss"]) - want["loss"]) <= 1e-5 * want["loss"]
+        assert _max_diff(got["params"], want_state["params"]) < ATOL
+    else:
+        assert abs(float(metrics["loss"]) - want["loss"]) <= 0.03 * want["loss"]
+        assert float(metrics["grad_norm"]) == pytest.approx(want["grad_norm"], rel=0.05)
+        # the bf16 update differs from the float32 one by under 10 % in global L2 norm
+        init, want_p = jax.tree.leaves(_params()), jax.tree.leaves(want_state["params"])
+        err = np.sqrt(sum(np.sum((g - w) ** 2) for g, w in zip(jax.tree.leaves(got["params"]), want_p)))
+        update = np.sqrt(sum(np.sum((w - i) ** 2) for w, i in zip(want_p, init)))
+        assert err < 0.1 * update, (err, update)
+
+
 def test_non_finite_loss_leaves_the_state_unchanged(fast_two_steps):
     step, _ = fast_two_steps
     state = fast_train.init_train_state(CONFIG, _params(), RECIPE)

@@ -33,6 +33,7 @@ TINY_CLASS = dataclasses.replace(TINY, conditioning="class", num_classes=5, targ
 TINY_TEXT = dataclasses.replace(TINY, conditioning="text", text_dim=6)
 TINY_DEEP = dataclasses.replace(TINY, channel_mult=(1, 2, 2), num_res_blocks=2, image_size=16,
                                 attn_resolutions=(8, 4), dropout=0.1)
+TINY_PATCH = dataclasses.replace(TINY, patch_size=2, image_size=16)  # levels 8, 4 on 2x2 patches
 
 # Exactness: an image frame's computation never reads another frame (per-frame convolutions and
 # GroupNorm; masked temporal logits give exp(-huge) = 0 exactly), so perturbing other frames
@@ -74,8 +75,8 @@ def params_for(config):
     return _PARAMS[config]
 
 
-@pytest.mark.parametrize("config", [TINY, TINY_CLASS, TINY_TEXT, TINY_DEEP],
-                         ids=["tiny", "class-v", "text", "deep"])
+@pytest.mark.parametrize("config", [TINY, TINY_CLASS, TINY_TEXT, TINY_DEEP, TINY_PATCH],
+                         ids=["tiny", "class-v", "text", "deep", "patch"])
 @pytest.mark.parametrize("frames", [1, 3, 16])
 def test_output_shape_and_dtype(config, frames):
     z, logsnr, cond = inputs(config, 2, frames, seed=frames)
@@ -113,6 +114,33 @@ def test_image_frames_ignore_other_frames(video, images, seed, data):
         assert np.max(np.abs(out2[:, target] - out[:, target])) > 1e-6
     if other >= video:  # and an image frame's change reaches no video frame
         np.testing.assert_allclose(out2[:, :video], out[:, :video], rtol=0, atol=EXACT)
+
+
+def test_space_to_depth_is_a_patch_fold_and_inverts():
+    from vdm_ref.network.layers import depth_to_space, space_to_depth
+
+    x = np.random.default_rng(0).standard_normal((2, 3, 8, 6, 5))
+    y = space_to_depth(x, 2)
+    assert y.shape == (2, 3, 4, 3, 20)
+    # y[b, t, i, j, (dy*p + dx)*C + c] = x[b, t, i*p + dy, j*p + dx, c]
+    np.testing.assert_array_equal(y[1, 2, 3, 1, (1 * 2 + 0) * 5 + 4], x[1, 2, 7, 2, 4])
+    np.testing.assert_array_equal(depth_to_space(y, 2), x)
+    assert space_to_depth(x, 1) is x
+
+
+def test_patch_model_keeps_a_pixel_inside_its_patch_neighbourhood():
+    """With p = 2 an output pixel depends on the input only through patches, so a change in one
+    frame's pixel moves that frame's output and (through temporal attention) the others."""
+    config = TINY_PATCH
+    z, logsnr, _ = inputs(config, 1, 3, seed=5)
+    params = params_for(config)
+    out = apply(params, config, z, logsnr)
+    z2 = z.copy()
+    z2[0, 1, 5, 9, 0] += 1.0
+    out2 = apply(params, config, z2, logsnr)
+    assert out.shape == z.shape
+    assert np.max(np.abs(out2[0, 1] - out[0, 1])) > 1e-6
+    assert np.max(np.abs(out2[0, 0] - out[0, 0])) > 1e-9
 
 
 def test_video_frames_see_each_other_without_mask():
@@ -298,7 +326,7 @@ def test_presets_cover_appendix_a_and_print(capsys):
     assert bair.train.beta2 == 0.999 and bair.train.weight_decay == 0.01 and bair.train.flip
     sr = get_preset("t2v-sr-9x128")
     assert (sr.unet.frames, sr.unet.image_size, sr.unet.head_dim) == (9, 128, 128)
-    assert 500_000 <= count_params(get_preset("mnist-small").unet) <= 1_000_000
+    assert 500_000 <= count_params(get_preset("mnist-small").unet) <= 2_000_000
     presets_main()
     printed = capsys.readouterr().out
     assert all(f"| {name} |" in printed for name in PRESETS)
@@ -310,7 +338,9 @@ def test_unknown_preset_names_the_valid_ones():
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    ({"image_size": 60}, "image_size=60.*multiple of 2\\*\\*\\(K-1\\)=8"),
+    ({"image_size": 60}, "image_size=60.*multiple of patch_size\\*2\\*\\*\\(K-1\\)=8"),
+    ({"image_size": 32, "patch_size": 3}, "image_size=32.*patch_size\\*2\\*\\*\\(K-1\\)=24"),
+    ({"patch_size": 0}, "patch_size=0"),
     ({"norm_groups": 3}, "multiple of norm_groups=3"),
     ({"head_dim": 12}, "multiple of head_dim=12"),
     ({"attn_resolutions": (5,)}, "attn_resolutions contains 5"),

@@ -24,8 +24,9 @@ def preset_table() -> str:
         mult = ",".join(str(m) for m in u.channel_mult)
         attn = ",".join(str(r) for r in u.attn_resolutions)
         cond = u.conditioning if u.conditioning != "class" else f"class ({u.num_classes})"
+        patch = f" on {u.patch_size}×{u.patch_size} patches" if u.patch_size > 1 else ""
         rows.append(f"| {name} | {u.frames}×{u.image_size}×{u.image_size}×{u.in_channels}, {u.frameskip} | "
-                    f"{u.channels} × ({mult}), {u.num_res_blocks} | {attn} | {u.head_dim} | "
+                    f"{u.channels} × ({mult}), {u.num_res_blocks}{patch} | {attn} | {u.head_dim} | "
                     f"{cond} | {u.target} | {count_params(u):,} | {flops(u) / 1e9:,.2f} |")
     return "\n".join(rows)
 

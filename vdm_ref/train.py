@@ -50,6 +50,12 @@ class Recipe:
     ema_warmup: bool = True
     decay_biases: bool = False
 
+    @classmethod
+    def of(cls, train) -> "Recipe":
+        """The recipe a `TrainConfig` carries (its warmup_steps, grad_clip, adam_eps, ema_warmup)."""
+        return cls(warmup_steps=train.warmup_steps, grad_clip=train.grad_clip,
+                   adam_eps=train.adam_eps, ema_warmup=train.ema_warmup)
+
     def __post_init__(self):
         if self.warmup_steps < 0 or self.grad_clip < 0 or not self.adam_eps > 0:
             raise ValueError(f"warmup_steps={self.warmup_steps}, grad_clip={self.grad_clip}, "

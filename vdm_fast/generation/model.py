@@ -94,8 +94,8 @@ class Model:
 
     @property
     def size_multiple(self) -> int:
-        """Spatial sizes the network takes are multiples of this: 2**(K − 1)."""
-        return 2 ** (self.unet.num_levels - 1)
+        """Spatial sizes the network takes are multiples of this: patch_size · 2**(K − 1)."""
+        return self.unet.size_multiple
 
     def check_video(self, video, what: str = "video", *, frames: int | None = None) -> None:
         """Raise ValueError if `video` [B, T, H, W, C] is not something this model can condition on."""

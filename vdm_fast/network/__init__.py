@@ -31,10 +31,12 @@ from .layers import (
     Upsample,
     conv_1x3x3,
     dense,
+    depth_to_space,
     downsample,
     dropout,
     group_norm,
     silu,
+    space_to_depth,
     upsample,
 )
 from .residual import ResidualBlock, residual_block
@@ -56,8 +58,10 @@ __all__ = [
     "AttentionPooling", "Block", "ConditioningEmbedding", "Conv1x3x3", "Dense", "GroupNorm",
     "ResidualBlock", "SpatialAttention", "TemporalAttention", "UNet", "Upsample", "apply",
     "attention_implementation", "attention_pooling", "blocks", "check_inputs",
-    "conditioning_embedding", "conv_1x3x3", "count_params", "dense", "dot_product_attention",
+    "conditioning_embedding", "conv_1x3x3", "count_params", "dense", "depth_to_space",
+    "dot_product_attention",
     "downsample", "dropout", "flops", "from_params", "group_norm", "init", "logsnr_embedding",
-    "param_shapes", "relative_position_bias", "residual_block", "silu", "spatial_attention",
+    "param_shapes", "relative_position_bias", "residual_block", "silu", "space_to_depth",
+    "spatial_attention",
     "temporal_attention", "temporal_attention_mask", "to_params", "upsample",
 ]

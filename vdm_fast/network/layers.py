@@ -21,8 +21,9 @@ from jaxtyping import Array, Bool, Float, PRNGKeyArray
 from vdm_ref.network.layers import per_channel
 
 __all__ = [
-    "Conv1x3x3", "Dense", "GroupNorm", "Upsample", "conv_1x3x3", "dense", "downsample",
-    "dropout", "dropout_keep", "group_norm", "per_channel", "silu", "upsample",
+    "Conv1x3x3", "Dense", "GroupNorm", "Upsample", "conv_1x3x3", "dense", "depth_to_space",
+    "downsample", "dropout", "dropout_keep", "group_norm", "per_channel", "silu",
+    "space_to_depth", "upsample",
 ]
 
 
@@ -168,3 +169,21 @@ def downsample(params, x):
 def upsample(params, x):
     """Twin of `vdm_ref.network.layers.upsample`."""
     return Upsample.from_params(params)(x)
+
+
+def space_to_depth(x, p):
+    """Twin of `vdm_ref.network.layers.space_to_depth`: [B, T, H, W, C] -> [B, T, H/p, W/p, p²C]."""
+    if p == 1:
+        return x
+    b, t, h, w, c = x.shape
+    x = x.reshape(b, t, h // p, p, w // p, p, c).transpose(0, 1, 2, 4, 3, 5, 6)
+    return x.reshape(b, t, h // p, w // p, p * p * c)
+
+
+def depth_to_space(x, p):
+    """Twin of `vdm_ref.network.layers.depth_to_space`: [B, T, H, W, p²C] -> [B, T, pH, pW, C]."""
+    if p == 1:
+        return x
+    b, t, h, w, pc = x.shape
+    x = x.reshape(b, t, h, w, p, p, pc // (p * p)).transpose(0, 1, 2, 4, 3, 5, 6)
+    return x.reshape(b, t, h * p, w * p, pc // (p * p))

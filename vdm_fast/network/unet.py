@@ -32,7 +32,7 @@ from vdm_ref.network.unet import Block, blocks, check_inputs, count_params, flop
 
 from .attention import SpatialAttention, TemporalAttention
 from .embedding import ConditioningEmbedding
-from .layers import Conv1x3x3, GroupNorm, Upsample
+from .layers import Conv1x3x3, GroupNorm, Upsample, depth_to_space, space_to_depth
 from .residual import ResidualBlock
 
 __all__ = [
@@ -82,7 +82,7 @@ class UNet(eqx.Module):
         if frame_mask is not None:
             frame_mask = jnp.asarray(frame_mask, dtype=bool)
         call = eqx.filter_checkpoint(_call_block) if self.remat else _call_block
-        h = self.conv_in(z.astype(dtype))
+        h = self.conv_in(space_to_depth(z.astype(dtype), self.config.patch_size))
         skips = [h]
         for index, (spec, block) in enumerate(zip(self.specs, self.blocks)):
             if spec.concat_skip:
@@ -91,7 +91,8 @@ class UNet(eqx.Module):
             h = call(block, h, emb, frame_mask, block_key)
             if spec.save_skip:
                 skips.append(h)
-        return self.out_conv(jax.nn.silu(self.out_norm(h))).astype(z.dtype)
+        out = self.out_conv(jax.nn.silu(self.out_norm(h)))
+        return depth_to_space(out, self.config.patch_size).astype(z.dtype)
 
 
 def _call_block(block, h, emb, frame_mask, key):

@@ -76,14 +76,14 @@ class Train:
     """[Data augmentation: left-right flips] (video folders)."""
 
     # ---- recipe (beyond Appendix A)
-    warmup_steps: int = 200
-    """Linear learning-rate warm-up over the first updates."""
-    grad_clip: float = 1.0
-    """Clip gradients to this global norm (0: off)."""
-    ema_warmup: bool = True
-    """EMA decay min(d, (1+n)/(10+n)) at update n, so short runs are not stuck near the initialisation."""
-    adam_eps: float = 1e-8
-    """ε of Adam's denominator."""
+    warmup_steps: Optional[int] = None
+    """Linear learning-rate warm-up over the first updates (preset: 200, mnist-small 100)."""
+    grad_clip: Optional[float] = None
+    """Clip gradients to this global norm (0: off; preset: 1.0)."""
+    ema_warmup: Optional[bool] = None
+    """EMA decay min(d, (1+n)/(10+n)) at update n, so short runs are not stuck near the initialisation (preset: on)."""
+    adam_eps: Optional[float] = None
+    """ε of Adam's denominator (preset: 1e-8)."""
 
     # ---- Appendix A: network
     channels: Optional[int] = None
@@ -116,6 +116,8 @@ class Train:
     """Classes for class conditioning (10 for Moving MNIST)."""
     norm_groups: Optional[int] = None
     """GroupNorm groups."""
+    patch_size: Optional[int] = None
+    """Space-to-depth factor p: the U-Net runs on p x p pixel patches (image_size / p at the top level; 1: off)."""
     in_channels: Optional[int] = None
     """Video channels in (1 for Moving MNIST, 3 for RGB)."""
     out_channels: Optional[int] = None
@@ -169,7 +171,9 @@ class Train:
             "batch_size", "learning_rate", "beta1", "beta2", "weight_decay", "ema_decay", "image_frames",
             "cond_dropout", "flip", "channels", "channel_mult", "num_res_blocks", "attn_resolutions",
             "head_dim", "emb_dim", "emb_mlp_layers", "dropout", "frames", "image_size", "frameskip",
-            "target", "conditioning", "num_classes", "norm_groups", "in_channels", "out_channels", "logsnr_min", "logsnr_max", "gamma")}
+            "target", "conditioning", "num_classes", "norm_groups", "in_channels", "out_channels",
+            "patch_size", "logsnr_min", "logsnr_max", "gamma", "warmup_steps", "grad_clip",
+            "adam_eps", "ema_warmup")}
         overrides["train_steps"] = self.steps
         if self.conditioning == "class" and self.num_classes is None and self.data_dir is None:
             overrides["num_classes"] = 10
@@ -179,8 +183,7 @@ class Train:
             raise TrainError("--mnist-* options describe the embedded Moving MNIST; they conflict with "
                              f"--data-dir {self.data_dir}")
         try:
-            recipe = Recipe(warmup_steps=self.warmup_steps, grad_clip=self.grad_clip,
-                            adam_eps=self.adam_eps, ema_warmup=self.ema_warmup)
+            recipe = Recipe.of(config.train)
         except ValueError as e:
             raise TrainError(str(e)) from None
         data = DataOptions(self.data_dir, self.mnist_videos, self.mnist_digits, self.mnist_digit_size,

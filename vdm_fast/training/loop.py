@@ -299,7 +299,7 @@ def estimate_memory_bytes(config: Config, *, per_device_batch: int, fsdp: int = 
     state = 6 * count_params(u) * 4 // max(fsdp, 1)
     acts = 2 * b * frames * u.image_size**2 * u.channels  # conv_in, output
     for blk in blocks(u):
-        r = u.image_size // 2**blk.level
+        r = u.resolutions[blk.level]
         pixels = b * frames * r * r
         acts += 8 * pixels * max(blk.in_channels, blk.out_channels)
         heads = blk.in_channels // u.head_dim
@@ -622,7 +622,11 @@ def train(opts: TrainOptions) -> dict:
                 if is_main:
                     with open(metrics_path, "a") as f:
                         f.write(json.dumps(row) + "\n")
-                bar.set_postfix(loss=f"{row['loss']:.4f}", ex_s=f"{row['examples_per_s']:.1f}")
+                post = {"loss": f"{row['loss']:.4f}", "ex_s": f"{row['examples_per_s']:.1f}"}
+                if deadline is not None:  # --minutes: the bar's ETA is for --steps, so show the time left
+                    left = max(0.0, deadline - time.perf_counter())
+                    post["stops_in"] = f"{int(left // 60)}:{int(left % 60):02d}"
+                bar.set_postfix(post)
                 window = {"loss": [], "grad_norm": [], "t0": time.perf_counter(), "step0": step}
             if step % opts.checkpoint_every == 0:
                 save(state, step)

@@ -125,3 +125,29 @@ def upsample(params, x):
     b, t, h, w, c = x.shape
     x = xp.broadcast_to(xp.reshape(x, (b, t, h, 1, w, 1, c)), (b, t, h, 2, w, 2, c))
     return conv_1x3x3(params, xp.reshape(x, (b, t, 2 * h, 2 * w, c)))
+
+
+def space_to_depth(x, p):
+    """Each p x p pixel patch becomes one position: [B, T, H, W, C] -> [B, T, H/p, W/p, p²C].
+
+    y[b, t, i, j, (dy·p + dx)·C + c] = x[b, t, i·p + dy, j·p + dx, c]. p = 1 is the identity.
+    """
+    if p == 1:
+        return x
+    xp = namespace(x)
+    b, t, h, w, c = x.shape
+    x = xp.reshape(x, (b, t, h // p, p, w // p, p, c))
+    x = xp.permute_dims(x, (0, 1, 2, 4, 3, 5, 6))
+    return xp.reshape(x, (b, t, h // p, w // p, p * p * c))
+
+
+def depth_to_space(x, p):
+    """The inverse of `space_to_depth`: [B, T, H, W, p²C] -> [B, T, pH, pW, C]."""
+    if p == 1:
+        return x
+    xp = namespace(x)
+    b, t, h, w, pc = x.shape
+    c = pc // (p * p)
+    x = xp.reshape(x, (b, t, h, w, p, p, c))
+    x = xp.permute_dims(x, (0, 1, 2, 4, 3, 5, 6))
+    return xp.reshape(x, (b, t, h * p, w * p, c))

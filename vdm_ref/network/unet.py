@@ -7,16 +7,18 @@ residual, spatial attention, temporal attention, residual; then the upsampling p
 residual blocks per level, each taking the concatenation of the running activation and a skip
 saved on the way down, with attention as on the way down and an upsampling block between
 levels. `init`, `apply`, `param_shapes` and `flops` all walk this one list, and vdm_fast builds
-its modules from it, so the parameter layout has one definition.
+its modules from it, so the parameter layout has one definition. With `patch_size` p > 1 the
+input is folded space-to-depth (p x p patches -> p²·C channels) before `conv_in` and unfolded
+after `out_conv`; the levels then run at image_size / p, image_size / 2p, ...
 
 Parameter layout (a nested dict with string keys; leaves are arrays):
 
     {"emb":      {"logsnr": dense, "mlp_1".."mlp_{L−1}": dense, "class": {"w"} | "text": {...}},
-     "conv_in":  conv,                               # in_channels -> channels
+     "conv_in":  conv,                               # in_channels·p² -> channels
      "down_0_res_0": residual, "down_0_spatial_attn_0": attn, "down_0_temporal_attn_0": attn,
      ..., "down_0_downsample": conv, ..., "mid_res_0", "mid_spatial_attn",
      "mid_temporal_attn", "mid_res_1", "up_{K−1}_res_0", ..., "up_1_upsample", ...,
-     "out_norm": norm, "out_conv": conv}             # channels -> out_channels
+     "out_norm": norm, "out_conv": conv}             # channels -> out_channels·p²
 
 with dense = {"w": [in, out], "b": [out]}, conv = {"w": [1, 3, 3, in, out], "b": [out]},
 norm = {"scale": [C], "offset": [C]}; residual / attention blocks as documented in
@@ -33,7 +35,7 @@ from .._array import namespace
 from ..configs import UNetConfig
 from .attention import spatial_attention, temporal_attention
 from .embedding import conditioning_embedding
-from .layers import conv_1x3x3, downsample, group_norm, silu, upsample
+from .layers import conv_1x3x3, depth_to_space, downsample, group_norm, silu, space_to_depth, upsample
 from .residual import residual_block
 
 BLOCK_KINDS = ("res", "spatial_attn", "temporal_attn", "down", "up")
@@ -164,7 +166,8 @@ def _embedding(config):
 
 
 def _spec(config: UNetConfig) -> dict:
-    spec = {"emb": _embedding(config), "conv_in": _conv(config.in_channels, config.channels)}
+    p2 = config.patch_size**2
+    spec = {"emb": _embedding(config), "conv_in": _conv(config.in_channels * p2, config.channels)}
     for blk in blocks(config):
         if blk.kind == "res":
             spec[blk.name] = _residual(blk.in_channels, blk.out_channels, config.emb_dim)
@@ -173,7 +176,7 @@ def _spec(config: UNetConfig) -> dict:
         else:
             spec[blk.name] = _conv(blk.in_channels, blk.out_channels)
     spec["out_norm"] = _norm(config.channels)
-    spec["out_conv"] = _conv(config.channels, config.out_channels, zero=True)
+    spec["out_conv"] = _conv(config.channels, config.out_channels * p2, zero=True)
     return spec
 
 
@@ -240,9 +243,10 @@ def check_inputs(config: UNetConfig, z, logsnr, cond=None, frame_mask=None):
     if c != config.in_channels:
         raise ValueError(f"z has {c} channels (shape {tuple(z.shape)}): expected "
                          f"in_channels={config.in_channels}")
-    factor = 2 ** (config.num_levels - 1)
+    factor = config.size_multiple
     if h % factor or w % factor:
-        raise ValueError(f"z has spatial size {h}x{w}: expected multiples of 2**(K-1)={factor}")
+        raise ValueError(f"z has spatial size {h}x{w}: expected multiples of "
+                         f"patch_size*2**(K-1)={factor}")
     if tuple(logsnr.shape) != (b,):
         raise ValueError(f"logsnr has shape {tuple(logsnr.shape)}: expected [B] = ({b},)")
     if frame_mask is not None and tuple(frame_mask.shape) != (b, t):
@@ -272,8 +276,8 @@ def apply(params, config: UNetConfig, z, logsnr, cond=None, frame_mask=None, *, 
     """The network's prediction ε̂_θ(z_t, c, λ_t) or v̂_θ(z_t, c, λ_t) (per config.target).
 
     params: the layout of `init`; z: z_t, [B, T, H, W, in_channels] (T and H, W may differ from
-    the config's: any T, H and W multiples of 2**(K−1)); logsnr: λ_t, [B]; cond: None (the null
-    condition c = 0), a float one-hot [B, num_classes], or (tokens [B, L, text_dim],
+    the config's: any T, H and W multiples of patch_size·2**(K−1)); logsnr: λ_t, [B]; cond: None
+    (the null condition c = 0), a float one-hot [B, num_classes], or (tokens [B, L, text_dim],
     token_mask bool [B, L]); frame_mask: bool [B, T], True marks an independent image frame of
     a joint image-video batch (None: all video frames); dropout_rng: None (evaluation), a numpy
     Generator, or a JAX key (folded per block, matching vdm_fast). Returns
@@ -283,7 +287,7 @@ def apply(params, config: UNetConfig, z, logsnr, cond=None, frame_mask=None, *, 
     xp = namespace(z)
     g = config.norm_groups
     emb = conditioning_embedding(params["emb"], config, logsnr, cond)
-    h = conv_1x3x3(params["conv_in"], z)
+    h = conv_1x3x3(params["conv_in"], space_to_depth(z, config.patch_size))
     skips = [h]
     for index, blk in enumerate(blocks(config)):
         p = params[blk.name]
@@ -302,7 +306,8 @@ def apply(params, config: UNetConfig, z, logsnr, cond=None, frame_mask=None, *, 
             h = upsample(p, h)
         if blk.save_skip:
             skips.append(h)
-    return conv_1x3x3(params["out_conv"], silu(group_norm(params["out_norm"], h, groups=g)))
+    out = conv_1x3x3(params["out_conv"], silu(group_norm(params["out_norm"], h, groups=g)))
+    return depth_to_space(out, config.patch_size)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -327,7 +332,9 @@ def flops(config: UNetConfig, *, batch=1, frames=None, image_size=None) -> int:
     def conv(pixels, cin, cout):
         return 2 * t * pixels * 9 * cin * cout
 
-    total += conv(size * size, config.in_channels, config.channels)
+    p = config.patch_size
+    size //= p
+    total += conv(size * size, config.in_channels * p * p, config.channels)
     for blk in blocks(config):
         r = size // 2**blk.level
         px = r * r
@@ -343,5 +350,5 @@ def flops(config: UNetConfig, *, batch=1, frames=None, image_size=None) -> int:
             total += conv(px // 4, cin, cout)
         else:
             total += conv(px * 4, cin, cout)
-    total += conv(size * size, config.channels, config.out_channels)
+    total += conv(size * size, config.channels, config.out_channels * p * p)
     return batch * total
