@@ -175,9 +175,11 @@ def _clip_caption(ds, i):
 
 
 class Batcher:
-    """Batch n of a run is a pure function of (seed, n): indices, image frames, augmentation and
-    the condition come from `numpy.random.default_rng([seed, 1, n])`. `rows` selects this
-    process's share of the global batch (multi-host)."""
+    """Batch n of a run is a pure function of (seed, n): the clip indices come from
+    `numpy.random.default_rng([seed, 1, n])`, row b's image frames and augmentation from
+    `default_rng([seed, 1, n, b])`. `rows` selects this process's share of the global batch
+    (multi-host): every process draws the same indices and builds only its own rows, which are
+    the rows a single process would build."""
 
     def __init__(self, ds, config: Config, seed: int, rows: slice = slice(None), text_encoder=None):
         self.ds, self.config, self.seed, self.rows = ds, config, int(seed), rows
@@ -189,8 +191,11 @@ class Batcher:
 
         tc, u = self.config.train, self.config.unet
         rng = np.random.default_rng([self.seed, 1, int(n)])
+        rows = range(tc.batch_size)[self.rows]
         indices = self.ds.sample_indices(tc.batch_size, rng)[self.rows]
-        x, is_image = joint_batch(self.ds, indices, tc.image_frames, rng)
+        parts = [joint_batch(self.ds, [i], tc.image_frames, np.random.default_rng([self.seed, 1, int(n), b]))
+                 for b, i in zip(rows, indices)]
+        x, is_image = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
         batch = {"x": x.astype(np.float32)}
         if tc.image_frames > 0:
             batch["frame_mask"] = is_image
@@ -440,7 +445,8 @@ def _meta(opts: TrainOptions, step: int, extra=None) -> dict:
                  "backend": opts.backend, "seed": opts.seed,
                  "data": json.loads(json.dumps(dataclasses.asdict(opts.data))),
                  "data_position": {"next_batch": step, "examples_seen": step * opts.config.train.batch_size},
-                 "rng": {"rule": "fold_in(key(seed), step); batch rng default_rng([seed, 1, step])",
+                 "rng": {"rule": "fold_in(key(seed), step); batch indices default_rng([seed, 1, step]), "
+                         "row b default_rng([seed, 1, step, b])",
                          "seed": opts.seed, "next_step": step}}, **(extra or {}))
 
 
@@ -495,8 +501,9 @@ def train(opts: TrainOptions) -> dict:
     if not opts.skip_memory_check:
         check_memory(config, per_device_batch=per_device, fsdp=opts.fsdp, remat=opts.remat)
     ds = make_dataset(config, opts.data)
+    is_main = jax.process_index() == 0  # multi-host: only process 0 writes (the run dir may be shared)
     start_step, state_arrays = 0, None
-    if opts.resume:
+    if opts.resume:  # every process reads the checkpoint: resuming multi-host needs a shared run dir
         prepare_run_dir(run_dir, resume=True, overwrite=False)
         path = ckpt.latest_checkpoint(run_dir)
         try:
@@ -509,12 +516,12 @@ def train(opts: TrainOptions) -> dict:
         if start_step >= total_steps and opts.minutes is None:
             raise TrainError(f"--resume: {path} is at step {start_step}, already >= --steps {total_steps}; "
                              "raise --steps to train further")
-    else:
+    elif is_main:
         prepare_run_dir(run_dir, resume=False, overwrite=opts.overwrite)
-    is_main = jax.process_index() == 0
-    (run_dir / "config.json").write_text(json.dumps(_meta(opts, start_step, {
-        "options": {k: v for k, v in dataclasses.asdict(opts).items() if k not in ("config", "recipe", "data")},
-        "params": count_params(u)}), indent=1, default=str))
+    if is_main:
+        (run_dir / "config.json").write_text(json.dumps(_meta(opts, start_step, {
+            "options": {k: v for k, v in dataclasses.asdict(opts).items() if k not in ("config", "recipe", "data")},
+            "params": count_params(u)}), indent=1, default=str))
 
     # ---- state and step
     params = init_params(u, opts.seed) if state_arrays is None else None
