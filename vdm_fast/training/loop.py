@@ -302,7 +302,7 @@ def estimate_memory_bytes(config: Config, *, per_device_batch: int, fsdp: int = 
     frames = u.frames + tc.image_frames
     b = per_device_batch
     state = 6 * count_params(u) * 4 // max(fsdp, 1)
-    acts = 2 * b * frames * u.image_size**2 * u.channels  # conv_in, output
+    acts = 2 * b * frames * (u.image_size**2 * u.in_channels + u.resolutions[0] ** 2 * u.channels)  # input, conv_in
     for blk in blocks(u):
         r = u.resolutions[blk.level]
         pixels = b * frames * r * r
