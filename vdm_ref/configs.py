@@ -53,8 +53,8 @@ class UNetConfig:
 
     The network has K = len(channel_mult) levels. Level i works at spatial resolution
     `image_size // (patch_size * 2**i)` with `channels * channel_mult[i]` channels; between
-    consecutive levels the resolution halves (downsampling pass) or doubles (upsampling pass), as in the image
-    U-Net the paper extends (so 64x64 with M = 1,2,4,8 has levels 64, 32, 16, 8, matching the
+    consecutive levels the resolution halves (downsampling pass) or doubles (upsampling pass), as
+    in the image U-Net the paper extends (so 64x64 with M = 1,2,4,8 has levels 64, 32, 16, 8, matching the
     attention resolutions 8, 16, 32 of Appendix A).
 
     **Fields** (Appendix A name in brackets):
@@ -209,6 +209,14 @@ class DiffusionConfig:
                              "expected values >= 0")
 
 
+def check_recipe(warmup_steps, grad_clip, adam_eps) -> None:
+    """Raise ValueError unless warmup_steps >= 0, grad_clip >= 0 and adam_eps > 0 (the training
+    recipe beyond Appendix A; `TrainConfig` and `vdm_ref.train.Recipe` both hold it)."""
+    if warmup_steps < 0 or grad_clip < 0 or not adam_eps > 0:
+        raise ValueError(f"warmup_steps={warmup_steps}, grad_clip={grad_clip}, adam_eps={adam_eps}: "
+                         "expected warmup_steps >= 0, grad_clip >= 0, adam_eps > 0")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Training hyperparameters (Appendix A; the loss is Eq. 2 with the network's target).
@@ -255,10 +263,7 @@ class TrainConfig:
         if self.weight_decay < 0 or self.image_frames < 0:
             raise ValueError(f"weight_decay={self.weight_decay}, image_frames={self.image_frames}: "
                              "expected values >= 0")
-        if self.warmup_steps < 0 or self.grad_clip < 0 or not self.adam_eps > 0:
-            raise ValueError(f"warmup_steps={self.warmup_steps}, grad_clip={self.grad_clip}, "
-                             f"adam_eps={self.adam_eps}: expected warmup_steps >= 0, grad_clip >= 0, "
-                             "adam_eps > 0")
+        check_recipe(self.warmup_steps, self.grad_clip, self.adam_eps)
 
 
 @dataclass(frozen=True)

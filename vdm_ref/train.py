@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .configs import check_recipe
 from .losses import diffusion_loss
 
 STATE_KEYS = ("step", "params", "ema", "opt")
@@ -57,10 +58,7 @@ class Recipe:
                    adam_eps=train.adam_eps, ema_warmup=train.ema_warmup)
 
     def __post_init__(self):
-        if self.warmup_steps < 0 or self.grad_clip < 0 or not self.adam_eps > 0:
-            raise ValueError(f"warmup_steps={self.warmup_steps}, grad_clip={self.grad_clip}, "
-                             f"adam_eps={self.adam_eps}: expected warmup_steps >= 0, grad_clip >= 0, "
-                             "adam_eps > 0")
+        check_recipe(self.warmup_steps, self.grad_clip, self.adam_eps)
 
 
 # ---------------------------------------------------------------------------------------------

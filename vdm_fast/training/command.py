@@ -182,10 +182,7 @@ class Train:
                 getattr(self, f) != d.default for f, d in _MNIST_DEFAULTS.items()):
             raise TrainError("--mnist-* options describe the embedded Moving MNIST; they conflict with "
                              f"--data-dir {self.data_dir}")
-        try:
-            recipe = Recipe.of(config.train)
-        except ValueError as e:
-            raise TrainError(str(e)) from None
+        recipe = Recipe.of(config.train)  # config.train validated the recipe (check_recipe)
         data = DataOptions(self.data_dir, self.mnist_videos, self.mnist_digits, self.mnist_digit_size,
                            tuple(self.mnist_speed), self.seed)
         for name in ("log_every", "checkpoint_every", "keep_checkpoints", "sample_steps"):
