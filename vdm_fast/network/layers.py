@@ -6,6 +6,9 @@ are cast to it, so float32 parameters can run in bfloat16). Each `vdm_ref.networ
 function has a twin here with its signature, e.g. `dense(params, x)`, which builds the module
 from the dict and calls it.
 
+`per_channel`, `space_to_depth` and `depth_to_space` are vdm_ref's own array-API functions (pure
+reshapes and transposes, the same under jit), re-exported rather than written twice.
+
 Convolutions are 1x3x3: the frames are folded into the batch and `jax.lax.conv_general_dilated`
 runs a channels-last 2-D convolution (`NHWC`, `HWIO`) over each frame.
 """
@@ -18,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, PRNGKeyArray
 
-from vdm_ref.network.layers import per_channel
+from vdm_ref.network.layers import depth_to_space, per_channel, space_to_depth
 
 __all__ = [
     "Conv1x3x3", "Dense", "GroupNorm", "Upsample", "conv_1x3x3", "dense", "depth_to_space",
@@ -170,20 +173,3 @@ def upsample(params, x):
     """Twin of `vdm_ref.network.layers.upsample`."""
     return Upsample.from_params(params)(x)
 
-
-def space_to_depth(x, p):
-    """Twin of `vdm_ref.network.layers.space_to_depth`: [B, T, H, W, C] -> [B, T, H/p, W/p, p²C]."""
-    if p == 1:
-        return x
-    b, t, h, w, c = x.shape
-    x = x.reshape(b, t, h // p, p, w // p, p, c).transpose(0, 1, 2, 4, 3, 5, 6)
-    return x.reshape(b, t, h // p, w // p, p * p * c)
-
-
-def depth_to_space(x, p):
-    """Twin of `vdm_ref.network.layers.depth_to_space`: [B, T, H, W, p²C] -> [B, T, pH, pW, C]."""
-    if p == 1:
-        return x
-    b, t, h, w, pc = x.shape
-    x = x.reshape(b, t, h, w, p, p, pc // (p * p)).transpose(0, 1, 2, 4, 3, 5, 6)
-    return x.reshape(b, t, h * p, w * p, pc // (p * p))
