@@ -172,7 +172,8 @@ def _median(x) -> float:
 
 
 def boundary_coherence(videos, boundaries, digit_size: int, *, classifier: DigitClassifier | None = None,
-                       jump_tolerance: float | None = None, threshold: float = THRESHOLD) -> CoherenceReport:
+                       jump_tolerance: float | None = None, threshold: float = THRESHOLD,
+                       detections: list[DigitDetections] | None = None) -> CoherenceReport:
     """Boundary and within-block coherence of extended videos (module docstring).
 
     **Arguments:**
@@ -182,6 +183,8 @@ def boundary_coherence(videos, boundaries, digit_size: int, *, classifier: Digit
     - `classifier`: default `load_digit_classifier()`.
     - `jump_tolerance`: τ in pixels; None: 2 × median within-block step + 1.
     - `threshold`: ink level of the tracker.
+    - `detections`: the `detect_digits` result for the B·T frames (video-major), when the caller
+      already has it; None detects here.
 
     **Returns:** a `CoherenceReport`.
     """
@@ -196,7 +199,10 @@ def boundary_coherence(videos, boundaries, digit_size: int, *, classifier: Digit
     if bad:
         raise ValueError(f"boundaries {bad} outside [1, {t}) for videos of {t} frames")
     clf = load_digit_classifier() if classifier is None else classifier
-    dets = detect_digits(v.reshape((b * t,) + v.shape[2:]), digit_size, threshold=threshold)
+    dets = detect_digits(v.reshape((b * t,) + v.shape[2:]), digit_size, threshold=threshold) \
+        if detections is None else list(detections)
+    if len(dets) != b * t:
+        raise ValueError(f"detections: {len(dets)} frames given for {b}x{t} video frames")
     crops = [d.crops for d in dets]
     sizes = [len(c) for c in crops]
     all_labels = clf.predict(np.concatenate(crops)) if sum(sizes) else np.zeros(0, np.int64)

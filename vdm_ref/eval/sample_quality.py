@@ -44,8 +44,9 @@ def digit_sample_quality(videos, digit_size: int, *, classifier: DigitClassifier
         raise ValueError(f"videos must be [B, T, H, W, C], got shape {np.shape(videos)}")
     b, t = v.shape[:2]
     clf = load_digit_classifier() if classifier is None else classifier
-    report = boundary_coherence(v, [], digit_size, classifier=clf, jump_tolerance=jump_tolerance)
     dets = detect_digits(v.reshape((b * t,) + v.shape[2:]), digit_size)
+    report = boundary_coherence(v, [], digit_size, classifier=clf, jump_tolerance=jump_tolerance,
+                                detections=dets)
     labels = np.full((b, t), -1)
     for k, d in enumerate(dets):
         if len(d) == 1 and bool(d.single[0]):
