@@ -128,9 +128,9 @@ def test_space_to_depth_is_a_patch_fold_and_inverts():
     assert space_to_depth(x, 1) is x
 
 
-def test_patch_model_keeps_a_pixel_inside_its_patch_neighbourhood():
-    """With p = 2 an output pixel depends on the input only through patches, so a change in one
-    frame's pixel moves that frame's output and (through temporal attention) the others."""
+def test_patch_model_sees_every_pixel_and_links_frames():
+    """With p = 2 a change in one pixel of one frame moves that frame's output (no pixel is lost
+    in the fold) and, through temporal attention, the other frames'."""
     config = TINY_PATCH
     z, logsnr, _ = inputs(config, 1, 3, seed=5)
     params = params_for(config)
