@@ -87,7 +87,7 @@ class Presets:
     per network evaluation."""
 
     def run(self) -> None:
-        from vdm_ref import presets
+        from vdm_ref.support import presets
 
         presets.main()
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vdm_ref.data import MovingMNIST, write_frame_grid, write_video  # noqa: E402
+from vdm_ref.support.data import MovingMNIST, write_frame_grid, write_video  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

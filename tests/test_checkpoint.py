@@ -1,4 +1,4 @@
-"""Checkpoints (vdm_ref.checkpoint): atomic writes, keep-last-k, round trips, compatibility checks."""
+"""Checkpoints (vdm_ref.support.checkpoint): atomic writes, keep-last-k, round trips, compatibility checks."""
 
 import json
 import os
@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from vdm_ref import checkpoint as ckpt
+from vdm_ref.support import checkpoint as ckpt
 
 
 def _arrays(seed=0):

@@ -1,11 +1,11 @@
-"""The boundary-coherence measure (vdm_ref.eval): tracker, digit classifier, and the claim that it
+"""The boundary-coherence measure (vdm_ref.support.eval): tracker, digit classifier, and the claim that it
 scores real Moving MNIST clips high and clips spliced from two videos at the boundary low."""
 
 import numpy as np
 import pytest
 
-from vdm_ref.data import MovingMNIST, load_mnist
-from vdm_ref.eval import (
+from vdm_ref.support.data import MovingMNIST, load_mnist
+from vdm_ref.support.eval import (
     block_boundaries,
     boundary_coherence,
     connected_components,
@@ -15,7 +15,7 @@ from vdm_ref.eval import (
     render_digit_crops,
     splice_videos,
 )
-from vdm_ref.eval.tracker import THRESHOLD
+from vdm_ref.support.eval.tracker import THRESHOLD
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from vdm_fast import evaluate as E
 from vdm_fast.generation import engine
 from vdm_fast.generation.commands import UsageError
 from vdm_ref import configs as C
-from vdm_ref.checkpoint import save_checkpoint
+from vdm_ref.support.checkpoint import save_checkpoint
 from vdm_ref.metrics import frechet_distance_from_features
 
 

@@ -9,8 +9,8 @@ import pytest
 from vdm_fast.generation import commands, engine
 from vdm_fast.generation.commands import Extend, Interpolate, Predict, Sample, UsageError, Upsample
 from vdm_ref import configs as C
-from vdm_ref.checkpoint import save_checkpoint
-from vdm_ref.data import read_frame_grid, read_video, write_video
+from vdm_ref.support.checkpoint import save_checkpoint
+from vdm_ref.support.data import read_frame_grid, read_video, write_video
 
 
 @pytest.fixture(scope="module")

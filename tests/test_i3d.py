@@ -1,4 +1,4 @@
-"""The I3D Kinetics-400 network (vdm_fast.i3d) and its checkpoint loader (vdm_ref.i3d_weights).
+"""The I3D Kinetics-400 network (vdm_fast.i3d) and its checkpoint loader (vdm_ref.support.i3d_weights).
 
 - The weights load only after their SHA-256 matches, through an unpickler that refuses anything
   but NumPy arrays; a missing package or altered file fails naming the install command.
@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vdm_ref import i3d_weights as w
+from vdm_ref.support import i3d_weights as w
 
 # ---------------------------------------------------------------------------------------------
 # inputs

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from vdm_ref.data import ArrayDataset, MovingMNIST, append_image_frames, frame_kind_mask, joint_batch
+from vdm_ref.support.data import ArrayDataset, MovingMNIST, append_image_frames, frame_kind_mask, joint_batch
 
 T, H = 4, 3
 

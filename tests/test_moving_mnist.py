@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from vdm_ref.data import MovingMNIST, clip_caption, load_mnist, moved_directions, moving_mnist
-from vdm_ref.data import mnist as mnist_module
-from vdm_ref.data.moving_mnist import bounce
+from vdm_ref.support.data import MovingMNIST, clip_caption, load_mnist, moved_directions, moving_mnist
+from vdm_ref.support.data import mnist as mnist_module
+from vdm_ref.support.data.moving_mnist import bounce
 
 SMALL = dict(num_frames=8, resolution=32, digit_size=14)
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from vdm_ref.eval.sample_quality import digit_sample_quality, main, reference_videos
+from vdm_ref.support.eval.sample_quality import digit_sample_quality, main, reference_videos
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ import pytest
 
 from vdm_fast.training import Train, TrainError, train
 from vdm_fast.training.loop import check_memory, resolve_config
-from vdm_ref import checkpoint as ckpt
+from vdm_ref.support import checkpoint as ckpt
 
 ROOT = Path(__file__).resolve().parents[1]
 MINI = ["--preset", "tiny", "--channels", "8", "--channel-mult", "1", "--attn-resolutions",

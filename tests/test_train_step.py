@@ -21,6 +21,7 @@ from vdm_fast import train as fast_train
 from vdm_fast.training import sharding as shd
 from vdm_fast.training.loop import resolve_config
 from vdm_ref import train as ref_train
+from vdm_ref.support.eval.shift_coherence import temporal_coherence
 from vdm_ref.network import init
 
 # One level (the middle block carries the spatial and the masked temporal attention): compiles fast.
@@ -173,7 +174,7 @@ def test_temporal_coherence_scores_rigid_motion_high_and_noise_low():
     frame = -np.ones((16, 16))
     frame[4:9, 5:8] = 1.0
     moving = np.stack([np.roll(frame, t, axis=1) for t in range(6)])[..., None]
-    assert ref_train.temporal_coherence(moving) > 0.99
+    assert temporal_coherence(moving) > 0.99
     noise = rng.standard_normal((6, 16, 16, 1))
-    assert ref_train.temporal_coherence(noise) < 0.5
+    assert temporal_coherence(noise) < 0.5
     dataclasses.replace(RECIPE)  # the Recipe is a frozen dataclass

@@ -25,7 +25,7 @@ from vdm_ref.network import (
     relative_position_bias,
     temporal_attention_mask,
 )
-from vdm_ref.presets import main as presets_main
+from vdm_ref.support.presets import main as presets_main
 
 TINY = get_preset("tiny").unet  # 16 frames, 8x8, levels (8, 4), attention at 4, D = 8
 TINY_CLASS = dataclasses.replace(TINY, conditioning="class", num_classes=5, target="v",

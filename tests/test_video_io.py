@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vdm_ref.data import (
+from vdm_ref.support.data import (
     SkippedVideoWarning,
     VideoFolder,
     VideoReadError,
@@ -20,7 +20,7 @@ from vdm_ref.data import (
     write_frame_grid,
     write_video,
 )
-from vdm_ref.data import folder as folder_module
+from vdm_ref.support.data import folder as folder_module
 
 
 def smooth_video(t=12, h=32, w=32, seed=0):

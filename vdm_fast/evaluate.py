@@ -261,7 +261,7 @@ def reference_clips(model, num: int, frames: int, *, seed: int = 1234):
     """N clips of the model's Moving MNIST distribution (MNIST test digits, their own seed) with
     their labels and captions: (videos [N, frames, H, W, C], labels [N], captions)."""
     from vdm_fast.generation.commands import moving_mnist_settings
-    from vdm_ref.data import MovingMNIST
+    from vdm_ref.support.data import MovingMNIST
 
     data = model.meta.get("data", {}) or {}
     kind = data.get("dataset", model.config.dataset)
@@ -372,7 +372,7 @@ def evaluate(model, settings: EvalSettings, *, embed: Embed | None = None, progr
     emb_total = n * (len(runs) + len(lengths))
     bar = _Bar(progress, gen_total + emb_total)
     if embed is None:
-        from vdm_ref.i3d_weights import I3DWeightsError
+        from vdm_ref.support.i3d_weights import I3DWeightsError
 
         try:  # the weights are loaded and SHA-256-checked here, before any sampling
             embed = default_embed(settings.resize, settings.i3d_batch_size, tick=bar.tick)
@@ -428,7 +428,7 @@ def evaluate(model, settings: EvalSettings, *, embed: Embed | None = None, progr
         if p.given:  # the given frames must come back unchanged
             row["given_frames_max_abs_error"] = float(np.max(np.abs(video[:, :p.given] - real_all[:, :p.given])))
         if save_videos is not None:
-            from vdm_ref.data import write_frame_grid
+            from vdm_ref.support.data import write_frame_grid
 
             row["frames_png"] = str(write_frame_grid(Path(save_videos) / f"{p.name}_{method}.png", video[:keep]))
             write_frame_grid(Path(save_videos) / f"real_{p.length}.png", real_all[:keep, :p.length])
@@ -441,9 +441,9 @@ def evaluate(model, settings: EvalSettings, *, embed: Embed | None = None, progr
 
 
 def _coherence(model, video, boundaries) -> dict:
-    """The generation engineer's Moving MNIST boundary coherence (vdm_ref.eval), if it applies."""
+    """The generation engineer's Moving MNIST boundary coherence (vdm_ref.support.eval), if it applies."""
     from vdm_fast.generation.commands import moving_mnist_settings
-    from vdm_ref.eval import boundary_coherence
+    from vdm_ref.support.eval import boundary_coherence
 
     r = boundary_coherence(video, boundaries, int(moving_mnist_settings(model)["digit_size"]))
     d = {k: v for k, v in r.as_dict().items() if k != "per_boundary"}

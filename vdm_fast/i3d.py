@@ -2,7 +2,7 @@
 Kinetics Inception Score of Sec. 4.2 are measured with, in Equinox.
 
 Layer for layer the DeepMind Kinetics-400 RGB model (`deepmind/kinetics-i3d`, `i3d.py`), so that
-its checkpoint (`vdm_ref.i3d_weights`) loads name for name:
+its checkpoint (`vdm_ref.support.i3d_weights`) loads name for name:
 
     input [B, T, 224, 224, 3] in [-1, 1]
     Conv3d_1a_7x7     7x7x7 conv, 64, stride 2               -> [B, T/2, 112, 112,   64]
@@ -44,7 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from vdm_ref.i3d_weights import (
+from vdm_ref.support.i3d_weights import (
     BATCH_NORM_EPS,
     FEATURE_DIM,
     INCEPTION_BLOCKS,
@@ -199,7 +199,7 @@ class I3D(eqx.Module):
 
     @classmethod
     def from_checkpoint(cls, checkpoint: dict, *, precision=jax.lax.Precision.HIGHEST) -> I3D:
-        """Build from `vdm_ref.i3d_weights.load_i3d_checkpoint()`'s dict (names as in DeepMind's
+        """Build from `vdm_ref.support.i3d_weights.load_i3d_checkpoint()`'s dict (names as in DeepMind's
         i3d.py). `precision` goes to every convolution: HIGHEST keeps float32 on GPUs that would
         otherwise use TF32 (no effect on CPU)."""
         params, stats = checkpoint["params"], checkpoint["batch_stats"]
@@ -260,7 +260,7 @@ _MODEL_CACHE: dict = {}
 def load_i3d(path=None, *, precision=jax.lax.Precision.HIGHEST) -> I3D:
     """The I3D Kinetics-400 network with DeepMind's weights (SHA-256-checked; cached per path).
 
-    **Raises:** `vdm_ref.i3d_weights.I3DWeightsError` naming the install command if the weights
+    **Raises:** `vdm_ref.support.i3d_weights.I3DWeightsError` naming the install command if the weights
     are missing or altered.
     """
     key = (None if path is None else str(path), precision)

@@ -26,7 +26,6 @@ from vdm_ref.train import (  # noqa: F401  (small tree/scalar maths reused as is
     recipe_dict,
     step_key,
     step_randomness,
-    temporal_coherence,
 )
 
 from .training.step import (  # noqa: F401

@@ -108,7 +108,7 @@ class _Common:
         return Path(self.out or f"samples/{self.command}")
 
     def _write(self, video: np.ndarray, windows=(), extra: dict | None = None) -> Path:
-        from vdm_ref.data import write_frame_grid, write_video
+        from vdm_ref.support.data import write_frame_grid, write_video
 
         stem = self._out()
         stem.parent.mkdir(parents=True, exist_ok=True)
@@ -132,8 +132,8 @@ class _Common:
 def boundary_strip(video: np.ndarray, boundaries, padding: int = 2) -> np.ndarray:
     """The frame grid of `video` [B, T, H, W, C] as RGB uint8, with the gap before each block
     boundary's first generated frame coloured red (Fig. 4-style strips)."""
-    from vdm_ref.data import frame_grid
-    from vdm_ref.data.video_io import as_rgb
+    from vdm_ref.support.data import frame_grid
+    from vdm_ref.support.data.video_io import as_rgb
 
     grid = as_rgb(frame_grid(video, padding=padding)).copy()
     w = video.shape[3]
@@ -156,7 +156,7 @@ def load_input_video(path: str, model, *, batch_size: int, resize: bool = False,
                      max_frames: int | None = None) -> np.ndarray:
     """A video file (MP4/GIF/... or a folder of frames) as [batch_size, T, H, W, C] in [-1, 1],
     converted to the model's channels; its size must be the model's unless `resize`."""
-    from vdm_ref.data import VideoReadError, from_uint8, read_video, resize_center_crop
+    from vdm_ref.support.data import VideoReadError, from_uint8, read_video, resize_center_crop
 
     p = Path(path)
     if not p.exists():
@@ -195,7 +195,7 @@ def dataset_clips(model, indices, *, num_frames: int) -> np.ndarray:
     """Clips of the Moving MNIST data the model was trained on (settings from the checkpoint,
     `moving_mnist_settings`), drawn from the MNIST test digits with a seed of their own, so they
     are not training clips. [len(indices), num_frames, H, W, C]."""
-    from vdm_ref.data import MovingMNIST
+    from vdm_ref.support.data import MovingMNIST
 
     kind = (model.meta.get("data", {}) or {}).get("dataset", model.config.dataset)
     if (model.meta.get("data") or {}).get("data_dir"):
@@ -434,7 +434,7 @@ class Extend(_Conditional):
         return self._write(out, list(first_windows) + list(windows), extra)
 
     def _coherence(self, model, video, windows):
-        from vdm_ref.eval import boundary_coherence
+        from vdm_ref.support.eval import boundary_coherence
 
         boundaries = [w.boundary for w in windows if w.boundary is not None]
         if not boundaries:
@@ -536,7 +536,7 @@ class Upsample(_Conditional):
         elif self.video is not None:
             if self.clip is not None:
                 raise UsageError("give exactly one input: --video PATH or --clip INDEX")
-            from vdm_ref.data import VideoReadError, from_uint8, read_video, resize_center_crop
+            from vdm_ref.support.data import VideoReadError, from_uint8, read_video, resize_center_crop
 
             if not Path(self.video).exists():
                 raise UsageError(f"no video at {self.video!r}")
@@ -568,7 +568,7 @@ class Upsample(_Conditional):
             raise UsageError(str(e)) from e
         _report(model, t0)
         stem = self._write(out, windows)
-        from vdm_ref.data import write_frame_grid
+        from vdm_ref.support.data import write_frame_grid
 
         write_frame_grid(stem.parent / (stem.name + "_low_res.png"), low)
         return stem

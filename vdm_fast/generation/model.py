@@ -155,7 +155,7 @@ def load_model(path: str | Path, *, backend: str = "fast", ema: bool = True, com
     FileNotFoundError naming the path when there is no checkpoint there, ValueError when it
     cannot be read or does not match its config.
     """
-    from vdm_ref.checkpoint import CheckpointError, check_shapes, load_checkpoint
+    from vdm_ref.support.checkpoint import CheckpointError, check_shapes, load_checkpoint
     from vdm_ref.network import param_shapes
 
     p = Path(path)

@@ -18,7 +18,7 @@ Outputs in the run directory:
     metrics.jsonl      one line per logging interval (step, loss, lr, grad norm, steps/s, ...)
     loss.png           the loss curve
     samples/step_N.{gif,png,mp4}   EMA samples (GIF / MP4 video, PNG grid: rows = videos)
-    checkpoints/step_N/            `vdm_ref.checkpoint` format, the newest `keep` kept
+    checkpoints/step_N/            `vdm_ref.support.checkpoint` format, the newest `keep` kept
 """
 
 from __future__ import annotations
@@ -36,9 +36,10 @@ from pathlib import Path
 
 import numpy as np
 
-from vdm_ref import checkpoint as ckpt
+from vdm_ref.support import checkpoint as ckpt
 from vdm_ref.configs import Config, DiffusionConfig, TrainConfig, UNetConfig, get_preset
-from vdm_ref.train import Recipe, recipe_dict, temporal_coherence
+from vdm_ref.support.eval.shift_coherence import temporal_coherence
+from vdm_ref.train import Recipe, recipe_dict
 
 
 class TrainError(ValueError):
@@ -121,7 +122,7 @@ def make_dataset(config: Config, data: DataOptions):
     """The training Dataset for a config; TrainError for a missing, empty or unusable folder."""
     u = config.unet
     if data.data_dir is not None:
-        from vdm_ref.data import VideoFolder
+        from vdm_ref.support.data import VideoFolder
 
         root = Path(data.data_dir)
         if not root.exists():
@@ -137,7 +138,7 @@ def make_dataset(config: Config, data: DataOptions):
         except ValueError as e:
             raise TrainError(f"--data-dir {root}: {e}") from None
     else:
-        from vdm_ref.data import MovingMNIST
+        from vdm_ref.support.data import MovingMNIST
 
         if u.in_channels != 1:
             raise TrainError(f"Moving MNIST is grayscale but in_channels={u.in_channels}: use a preset "
@@ -187,7 +188,7 @@ class Batcher:
         self._text_cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     def __call__(self, n: int) -> dict:
-        from vdm_ref.data import joint_batch
+        from vdm_ref.support.data import joint_batch
 
         tc, u = self.config.train, self.config.unet
         rng = np.random.default_rng([self.seed, 1, int(n)])
@@ -386,7 +387,7 @@ def plot_losses(metrics_path: Path, out: Path) -> None:
 
 def write_samples(videos: np.ndarray, out_dir: Path, name: str, *, mp4: bool = True) -> dict:
     """Write EMA samples as GIF (and MP4) of all videos side by side, and a PNG frame grid."""
-    from vdm_ref.data import write_frame_grid, write_video
+    from vdm_ref.support.data import write_frame_grid, write_video
 
     out_dir.mkdir(parents=True, exist_ok=True)
     v = np.clip(np.asarray(videos, np.float32), -1.0, 1.0)

@@ -3,7 +3,7 @@
 For a set of sample videos (one digit per clip) this reports, with the same numbers on real
 clips and on frame-shuffled clips (every frame from another clip) as the two ends of the scale:
 
-- `shift_coherence`: `vdm_ref.train.temporal_coherence`, the best shift-aligned correlation of
+- `shift_coherence`: `shift_coherence.temporal_coherence`, the best shift-aligned correlation of
   consecutive frames (rigid motion scores 1; morphing or flicker lower).
 - `carry_over`: the fraction of consecutive frame pairs whose digit carries over (matched,
   moved at most τ pixels, same predicted class; `coherence.boundary_coherence` with no block
@@ -15,7 +15,7 @@ clips and on frame-shuffled clips (every frame from another clip) as the two end
   frames) all get one class: the digit's identity does not drift within the video.
 - `empty_frames`: the fraction of frames with no digit found.
 
-    python -m vdm_ref.eval.sample_quality samples.npz [more.npz ...] --digit-size 20
+    python -m vdm_ref.support.eval.sample_quality samples.npz [more.npz ...] --digit-size 20
 
 (an .npz holding "video" [B, T, H, W, C] in [-1, 1], as `python cli.py sample` writes).
 """
@@ -37,7 +37,7 @@ JUMP_TOLERANCE = 5.0
 def digit_sample_quality(videos, digit_size: int, *, classifier: DigitClassifier | None = None,
                          confidence: float = 0.9, jump_tolerance: float = JUMP_TOLERANCE) -> dict:
     """The module docstring's numbers for videos [B, T, H, W, C] in [-1, 1] (floats in a dict)."""
-    from vdm_ref.train import temporal_coherence
+    from .shift_coherence import temporal_coherence
 
     v = np.asarray(videos, np.float64)
     if v.ndim != 5:
@@ -68,7 +68,7 @@ def digit_sample_quality(videos, digit_size: int, *, classifier: DigitClassifier
 def reference_videos(num_videos: int, num_frames: int, *, resolution: int = 32, digit_size: int = 20,
                      speed=(1.0, 3.0), seed: int = 4321) -> dict[str, np.ndarray]:
     """Real one-digit test-split clips and the same clips frame-shuffled across videos."""
-    from vdm_ref.data import MovingMNIST
+    from vdm_ref.support.data import MovingMNIST
 
     ds = MovingMNIST(num_videos, num_frames=num_frames, resolution=resolution, digit_size=digit_size,
                      num_digits=1, speed=speed, split="test", seed=seed)

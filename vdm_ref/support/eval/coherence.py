@@ -262,7 +262,7 @@ def reference_scores(*, num_videos: int = 64, num_frames: int = 32, boundaries=(
 
     Returns {"real": report, "spliced": report}; the spliced one uses the real one's τ.
     """
-    from vdm_ref.data import MovingMNIST
+    from vdm_ref.support.data import MovingMNIST
 
     ds = MovingMNIST(num_videos, num_frames=num_frames, resolution=resolution, digit_size=digit_size,
                      num_digits=num_digits, speed=speed, split="test", seed=seed)
@@ -277,7 +277,7 @@ def reference_scores(*, num_videos: int = 64, num_frames: int = 32, boundaries=(
 
 
 def main(argv=None) -> None:
-    """`python -m vdm_ref.eval.coherence`: the measure on real and spliced Moving MNIST clips."""
+    """`python -m vdm_ref.support.eval.coherence`: the measure on real and spliced Moving MNIST clips."""
     import argparse
 
     p = argparse.ArgumentParser(description=main.__doc__)

