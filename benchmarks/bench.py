@@ -49,19 +49,9 @@ from collections.abc import Callable, Sequence
 
 import equinox as eqx
 
-from vdm_fast.parameterization import x_from_prediction
+from vdm_fast.backend import Denoiser
 
 DEFAULT_PRESETS = ("mnist-small", "bair")
-
-
-class XDenoiser(eqx.Module):
-    """x̂(z, λ) = x_from_prediction(z, network(z, λ), λ, target): the samplers' denoise_fn."""
-
-    network: eqx.Module
-    target: str = eqx.field(static=True)
-
-    def __call__(self, z, logsnr):
-        return x_from_prediction(z, self.network(z, logsnr), logsnr, self.target)
 
 
 class FreeDenoiser(eqx.Module):
@@ -181,7 +171,7 @@ def bench_preset(preset: str, *, batch: int = 1, repeats: int = 5, sampler_steps
     # the network's prediction. Its own work (maths, draws, loop) is measured by the same compiled
     # loop around a free denoiser (x̂ = 0.9 z); with the network it is timed directly, paired with
     # a network run, when an evaluation is short enough to repeat (< 5 s), else run once.
-    denoiser = XDenoiser(model, cfg.target)
+    denoiser = Denoiser(model, cfg.target)
     steps = sampler_steps or int(np.clip(round(3.0 / out["network_s"]), 2, 32))
     grid = logsnr_grid(steps)
     out["sampler_steps"] = steps

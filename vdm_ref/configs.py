@@ -21,6 +21,7 @@ Both backends import this module (DESIGN.md, Layering): it has no array code.
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
 
 __mirror__ = False
@@ -277,6 +278,30 @@ class Config:
     train: TrainConfig = TrainConfig()
     notes: str = ""
 
+
+
+def config_to_dict(config: Config) -> dict:
+    """A `Config` as a JSON-able nested dict (what checkpoints and run directories store)."""
+    return json.loads(json.dumps(dataclasses.asdict(config)))
+
+
+def config_from_dict(d: dict | str) -> Config:
+    """Inverse of `config_to_dict`; also takes a preset name.
+
+    Missing `diffusion` / `train` sections take their defaults (older checkpoints); anything else
+    that does not fit raises ValueError naming it.
+    """
+    if isinstance(d, str):
+        return get_preset(d)
+    if not isinstance(d, dict) or not isinstance(d.get("unet"), dict):
+        raise ValueError(f"a config dict needs a 'unet' section, got {type(d).__name__} "
+                         f"with keys {sorted(d) if isinstance(d, dict) else []}")
+    try:
+        return Config(d.get("name", "checkpoint"), d.get("dataset", ""), UNetConfig(**d["unet"]),
+                      DiffusionConfig(**d.get("diffusion", {})), TrainConfig(**d.get("train", {})),
+                      d.get("notes", ""))
+    except TypeError as e:  # an unknown or missing field
+        raise ValueError(f"cannot read the config: {e}") from None
 
 _UCF101 = Config(
     "ucf101", "ucf101",

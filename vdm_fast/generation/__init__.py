@@ -26,7 +26,9 @@ from .engine import (
     run_timeline,
     sample_window,
 )
-from .model import BACKENDS, Denoiser, Model, RefNetwork, config_from_dict, describe, load_model, model_from_params
+from vdm_ref.configs import config_from_dict
+
+from .model import BACKENDS, Denoiser, Model, RefNetwork, describe, load_model, model_from_params
 from .tasks import cascade, extend, interpolate, predict, sample, upsample
 
 __all__ = [

@@ -17,46 +17,12 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import equinox as eqx
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from vdm_ref import configs as C
-from vdm_ref.parameterization import x_from_prediction
 
-BACKENDS = ("fast", "ref")
-
-
-class RefNetwork(eqx.Module):
-    """`vdm_ref.network.apply(params, config, ...)` as a pytree-callable (params traced)."""
-
-    params: dict
-    config: C.UNetConfig = eqx.field(static=True)
-
-    def __call__(self, z, logsnr, cond=None, frame_mask=None, *, key=None):
-        from vdm_ref.network import apply
-
-        return apply(self.params, self.config, z, logsnr, cond, frame_mask, dropout_rng=key)
-
-
-class Denoiser(eqx.Module):
-    """x̂_θ(z_t, λ_t, c) = x from the network's prediction (ε: (z − σ ε̂)/α; v: α z − σ v̂).
-
-    `network(z, logsnr, cond)` is the U-Net of either backend; `target` its parameterisation.
-    Computes in float32; returns float32 [B, T, H, W, C].
-    """
-
-    network: Any
-    target: str = eqx.field(static=True)
-
-    def __call__(self, z, logsnr, cond=None):
-        z = jnp.asarray(z, jnp.float32)
-        logsnr = jnp.asarray(logsnr, jnp.float32)
-        pred = jnp.asarray(self.network(z, logsnr, cond), jnp.float32)
-        return x_from_prediction(z, pred, logsnr, self.target)
+from vdm_fast.backend import BACKENDS, Denoiser, RefNetwork, network  # noqa: F401  (re-exported)
 
 
 @dataclass(frozen=True)
@@ -119,33 +85,12 @@ def model_from_params(config: C.Config, params: dict, *, backend: str = "fast", 
     backend 'fast': the Equinox U-Net (optionally computing in `compute_dtype`, e.g. bfloat16);
     'ref': `vdm_ref.network.apply` on jax.numpy float32.
     """
-    if backend not in BACKENDS:
-        raise ValueError(f"backend={backend!r}: expected one of {BACKENDS}")
-    if backend == "fast":
-        from vdm_fast.network import from_params
-
-        network = from_params(config.unet, params, compute_dtype=compute_dtype)
-    else:
-        network = RefNetwork(jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float32), params), config.unet)
-    return Model(config, Denoiser(network, config.unet.target), backend, dict(meta or {}))
+    net = network(config.unet, params, backend=backend, compute_dtype=compute_dtype)
+    return Model(config, Denoiser(net, config.unet.target), backend, dict(meta or {}))
 
 
 # ---------------------------------------------------------------------------------------------
 # Checkpoints
-
-
-def config_from_dict(d: dict) -> C.Config:
-    """A `Config` from its `dataclasses.asdict` form (as checkpoints store it)."""
-    if isinstance(d, str):
-        return C.get_preset(d)
-    try:
-        unet = C.UNetConfig(**d["unet"])
-        diffusion = C.DiffusionConfig(**d.get("diffusion", {}))
-        train = C.TrainConfig(**d.get("train", {}))
-        return C.Config(d.get("name", "checkpoint"), d.get("dataset", ""), unet, diffusion, train,
-                        d.get("notes", ""))
-    except (KeyError, TypeError) as e:
-        raise ValueError(f"cannot read the model config from the checkpoint metadata: {e}") from e
 
 
 def load_model(path: str | Path, *, backend: str = "fast", ema: bool = True, compute_dtype=None) -> Model:
@@ -168,7 +113,7 @@ def load_model(path: str | Path, *, backend: str = "fast", ema: bool = True, com
         raise FileNotFoundError(str(e)) from e
     if "config" not in meta:
         raise ValueError(f"checkpoint {p} has no config in its meta.json: cannot build the network")
-    config = config_from_dict(meta["config"])
+    config = C.config_from_dict(meta["config"])
     params = arrays.get("ema") if ema and "ema" in arrays else arrays.get("params")
     if params is None:
         raise ValueError(f"checkpoint {p} holds no parameters (expected 'params' or 'ema' arrays), "

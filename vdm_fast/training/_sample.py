@@ -8,25 +8,12 @@ sampler compiles once per run, not once per call.
 
 from __future__ import annotations
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 
 from vdm_fast.samplers import sample_ancestral
-from vdm_ref.parameterization import x_from_prediction
+from vdm_fast.backend import Denoiser
 from vdm_ref.schedule import logsnr_grid
-
-
-class ClippedDenoiser(eqx.Module):
-    """x̂(z, λ) = clip(x from the network's ε̂ / v̂, −1, 1), with a fixed condition."""
-
-    model: eqx.Module
-    cond: object
-    target: str = eqx.field(static=True)
-
-    def __call__(self, z, logsnr):
-        pred = self.model(z, logsnr, self.cond, None)
-        return jnp.clip(x_from_prediction(z, pred, logsnr, self.target), -1.0, 1.0)
 
 
 def sample_videos(params, key, *, config, num, steps, frames=None, gamma=None, cond=None):
@@ -42,6 +29,6 @@ def sample_videos(params, key, *, config, num, steps, frames=None, gamma=None, c
     shape = (num, frames, u.image_size, u.image_size, u.in_channels)
     grid = jnp.asarray(logsnr_grid(steps, d.logsnr_min, d.logsnr_max), jnp.float32)
     k_z, k_noise = jax.random.split(key)
-    denoiser = ClippedDenoiser(from_params(u, params), cond, u.target)
+    denoiser = Denoiser(from_params(u, params), u.target, cond=cond, clip_x=True)
     z = jax.random.normal(k_z, shape, jnp.float32)
     return sample_ancestral(denoiser, z, grid, k_noise, gamma=d.gamma if gamma is None else gamma)

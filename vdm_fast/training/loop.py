@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from vdm_ref.support import checkpoint as ckpt
-from vdm_ref.configs import Config, DiffusionConfig, TrainConfig, UNetConfig, get_preset
+from vdm_ref.configs import Config, DiffusionConfig, TrainConfig, UNetConfig, config_from_dict, config_to_dict, get_preset  # noqa: F401
 from vdm_ref.support.eval.shift_coherence import temporal_coherence
 from vdm_ref.train import Recipe, recipe_dict
 
@@ -89,17 +89,6 @@ def resolve_config(preset: str, overrides: dict) -> Config:
 
 def _fmt(v):
     return " ".join(str(x) for x in v) if isinstance(v, (tuple, list)) else str(v)
-
-
-def config_to_dict(config: Config) -> dict:
-    """A Config as a JSON-able nested dict."""
-    return json.loads(json.dumps(dataclasses.asdict(config)))
-
-
-def config_from_dict(d: dict) -> Config:
-    """Inverse of `config_to_dict`."""
-    return Config(d["name"], d["dataset"], UNetConfig(**d["unet"]), DiffusionConfig(**d["diffusion"]),
-                  TrainConfig(**d["train"]), d.get("notes", ""))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -28,32 +28,7 @@ import optax
 from vdm_ref import train as ref_train
 from vdm_ref.train import Recipe, ema_decay_at, learning_rate_at, step_key, step_randomness  # noqa: F401
 
-BACKENDS = ("fast", "ref")
-
-
-def network_apply(backend: str = "fast", *, compute_dtype=None, remat: bool = False):
-    """The network as apply(params, unet_config, z, logsnr, cond, frame_mask, *, dropout_rng).
-
-    'fast': the Equinox U-Net of `vdm_fast.network`, built from the shared-layout dict inside
-    the traced step (free under jit), computing in `compute_dtype` (e.g. 'bfloat16'; None: the
-    input's float32) with optional rematerialisation of every block (`remat`);
-    'ref': `vdm_ref.network.apply` on jax.numpy.
-    """
-    if backend == "ref":
-        from vdm_ref.network import apply
-
-        return apply
-    if backend != "fast":
-        raise ValueError(f"backend={backend!r}: expected one of {BACKENDS}")
-    return functools.partial(_fast_apply, compute_dtype=compute_dtype, remat=remat)
-
-
-def _fast_apply(params, config, z, logsnr, cond=None, frame_mask=None, *, dropout_rng=None,
-                compute_dtype=None, remat=False):
-    from vdm_fast.network import from_params
-
-    model = from_params(config, params, dtype=None, compute_dtype=compute_dtype, remat=remat)
-    return model(z, logsnr, cond, frame_mask, key=dropout_rng)
+from vdm_fast.backend import BACKENDS, network_apply  # noqa: F401  (the one backend switch)
 
 
 def make_optimizer(config, recipe: Recipe, params=None) -> optax.GradientTransformation:
