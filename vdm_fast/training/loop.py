@@ -540,7 +540,7 @@ def train(opts: TrainOptions) -> dict:
 
     metrics_path = run_dir / "metrics.jsonl"
     flops_per_example = 3 * flops(u, frames=u.frames + tc.image_frames)
-    from .throughput import matmul_peak_flops
+    from vdm_fast.measure import matmul_peak_flops
 
     peak = matmul_peak_flops(512, 5)  # the same process, the same moment: the achieved fraction means something
 

@@ -18,21 +18,7 @@ import time
 
 import numpy as np
 
-
-def matmul_peak_flops(n: int = 1024, repeats: int = 10) -> float:
-    """Best float32 FLOP/s of an n x n @ n x n matmul (2 n³ FLOPs) over `repeats` timed runs."""
-    import jax
-    import jax.numpy as jnp
-
-    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
-    f = jax.jit(lambda x: x @ x)
-    f(a).block_until_ready()
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        f(a).block_until_ready()
-        best = min(best, time.perf_counter() - t0)
-    return 2 * n**3 / best
+from vdm_fast.measure import matmul_peak_flops
 
 
 def measure(config, recipe=None, *, steps: int = 10, warmup: int = 2, data_parallel: int = -1,
