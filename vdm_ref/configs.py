@@ -73,6 +73,10 @@ class UNetConfig:
       embeddings [B, L, text_dim] pooled by attention, Sec. 4.3). The paper embeds captions
       with BERT-large (1024); this project's text encoder is MiniLM, hence `text_dim=384`.
     - `max_relative_distance`: frame offsets beyond ±this share one learned temporal bias.
+    - `temporal_position`: the temporal attention's relative position encoding, 'bias' (a
+      learned scalar per head and clipped offset, T5-style) or 'shaw' (Sec. 3's relative
+      position embeddings [45], Shaw et al. 2018: learned head_dim vectors per clipped offset
+      added to keys and values).
     - `norm_groups`: GroupNorm groups.
     - `patch_size` p: space-to-depth before the first convolution, each p x p pixel patch
       becoming one position with p²·in_channels channels (and back after the last one), so
@@ -98,6 +102,7 @@ class UNetConfig:
     num_classes: int = 0
     text_dim: int = 384
     max_relative_distance: int = 32
+    temporal_position: str = "bias"
     norm_groups: int = 32
     patch_size: int = 1
 
@@ -119,6 +124,8 @@ class UNetConfig:
             raise ValueError(f"target={self.target!r}: expected one of {TARGETS}")
         if self.conditioning not in CONDITIONINGS:
             raise ValueError(f"conditioning={self.conditioning!r}: expected one of {CONDITIONINGS}")
+        if self.temporal_position not in ("bias", "shaw"):
+            raise ValueError(f"temporal_position={self.temporal_position!r}: expected 'bias' or 'shaw'")
         if self.conditioning == "class" and self.num_classes <= 0:
             raise ValueError(f"num_classes={self.num_classes}: class conditioning needs num_classes > 0")
         if self.conditioning == "text" and self.emb_dim % self.head_dim:
