@@ -3,7 +3,9 @@ method in both variants and reconstruction-guided sampling (Eq. 7/8) on top of i
 without the Langevin corrector.
 
 Twin of `vdm_ref.conditioning`. `Observation` is an `eqx.Module` here (a pytree: its arrays are
-traced, its `factor` static), so one compiled program serves every observed video of a shape.
+traced, its `factor` static), so one compiled program serves every observed video of a shape. It
+is defined in `vdm_fast.guidance` (which reads it) and re-exported here, so imports point one way:
+conditioning -> guidance.
 """
 
 import equinox as eqx
@@ -14,7 +16,7 @@ import numpy as np
 from vdm_ref import conditioning as _ref
 from vdm_ref.conditioning import REPLACEMENTS, every_kth_frame, prefix_frames  # noqa: F401 (re-exported twins)
 
-from .guidance import reconstruction_guided_denoiser
+from .guidance import Observation, as_observation, reconstruction_guided_denoiser  # noqa: F401 (Observation re-exported)
 from .samplers import (
     LANGEVIN_DELTA,
     _check_grid,
@@ -25,57 +27,6 @@ from .samplers import (
     per_step_logsnr,
 )
 from .schedule import _float32
-
-
-def _optional_float32(a):
-    return None if a is None else jnp.asarray(a, dtype=jnp.float32)
-
-
-class Observation(eqx.Module):
-    """What conditional sampling conditions on (arrays stored as float32 `jax.Array`s).
-
-    - x: [B, T, H, W, C] full-resolution values, read where mask = 1 (anything elsewhere).
-    - mask: 1 for known entries, same rank as x, broadcastable to it (e.g. [1, T, 1, 1, 1]).
-    - low_res: [B, T, H/k, W/k, C] low-resolution video yᵃ (Eq. 8), read where low_res_mask = 1.
-    - low_res_mask: [1, T, 1, 1, 1] (or broadcastable) frames that have a low-res observation.
-    - factor: k, the spatial downsampling factor of low_res (static).
-    """
-
-    x: jax.Array | None = eqx.field(default=None, converter=_optional_float32)
-    mask: jax.Array | None = eqx.field(default=None, converter=_optional_float32)
-    low_res: jax.Array | None = eqx.field(default=None, converter=_optional_float32)
-    low_res_mask: jax.Array | None = eqx.field(default=None, converter=_optional_float32)
-    factor: int = eqx.field(default=1, static=True)
-
-    def __check_init__(self):
-        if (self.x is None) != (self.mask is None):
-            raise ValueError("Observation needs both x and mask, or neither")
-        if (self.low_res is None) != (self.low_res_mask is None):
-            raise ValueError("Observation needs both low_res and low_res_mask, or neither")
-        if self.x is None and self.low_res is None:
-            raise ValueError("Observation must observe something: give x and mask and/or low_res")
-        if self.x is not None and self.x.ndim != self.mask.ndim:
-            raise ValueError(f"mask must have the rank of x ({self.x.ndim}), got shape {tuple(self.mask.shape)}")
-        if int(self.factor) != self.factor or self.factor < 1:
-            raise ValueError(f"factor must be a positive integer, got {self.factor!r}")
-
-    def known_mask(self, z):
-        """m: 1 where z's entries are known at full resolution (0 everywhere if none are)."""
-        return jnp.zeros_like(z) if self.mask is None else self.mask * jnp.ones_like(z)
-
-    def update_mask(self, z):
-        """1 − m: the entries the sampler generates (the b part)."""
-        return 1 - self.known_mask(z)
-
-
-def as_observation(observation):
-    """A `vdm_fast` Observation from a `vdm_ref` one (or the fast one unchanged)."""
-    if isinstance(observation, Observation):
-        return observation
-    if isinstance(observation, _ref.Observation):
-        return Observation(observation.x, observation.mask, observation.low_res,
-                           observation.low_res_mask, observation.factor)
-    raise TypeError(f"expected an Observation, got {type(observation).__name__}")
 
 
 def frame_mask(num_frames, known, xp=None):

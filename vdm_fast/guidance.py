@@ -21,9 +21,64 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from vdm_ref import conditioning as _ref_conditioning
 from vdm_ref import guidance as _ref
 
 from .schedule import DTYPE, _float32
+
+
+def _optional_float32(a):
+    return None if a is None else jnp.asarray(a, dtype=jnp.float32)
+
+
+class Observation(eqx.Module):
+    """What conditional sampling conditions on (arrays stored as float32 `jax.Array`s).
+
+    Twin of `vdm_ref.conditioning.Observation`, defined here because the guided denoisers read it
+    (`vdm_fast.conditioning` re-exports it).
+
+    - x: [B, T, H, W, C] full-resolution values, read where mask = 1 (anything elsewhere).
+    - mask: 1 for known entries, same rank as x, broadcastable to it (e.g. [1, T, 1, 1, 1]).
+    - low_res: [B, T, H/k, W/k, C] low-resolution video yᵃ (Eq. 8), read where low_res_mask = 1.
+    - low_res_mask: [1, T, 1, 1, 1] (or broadcastable) frames that have a low-res observation.
+    - factor: k, the spatial downsampling factor of low_res (static).
+    """
+
+    x: jax.Array | None = eqx.field(default=None, converter=_optional_float32)
+    mask: jax.Array | None = eqx.field(default=None, converter=_optional_float32)
+    low_res: jax.Array | None = eqx.field(default=None, converter=_optional_float32)
+    low_res_mask: jax.Array | None = eqx.field(default=None, converter=_optional_float32)
+    factor: int = eqx.field(default=1, static=True)
+
+    def __check_init__(self):
+        if (self.x is None) != (self.mask is None):
+            raise ValueError("Observation needs both x and mask, or neither")
+        if (self.low_res is None) != (self.low_res_mask is None):
+            raise ValueError("Observation needs both low_res and low_res_mask, or neither")
+        if self.x is None and self.low_res is None:
+            raise ValueError("Observation must observe something: give x and mask and/or low_res")
+        if self.x is not None and self.x.ndim != self.mask.ndim:
+            raise ValueError(f"mask must have the rank of x ({self.x.ndim}), got shape {tuple(self.mask.shape)}")
+        if int(self.factor) != self.factor or self.factor < 1:
+            raise ValueError(f"factor must be a positive integer, got {self.factor!r}")
+
+    def known_mask(self, z):
+        """m: 1 where z's entries are known at full resolution (0 everywhere if none are)."""
+        return jnp.zeros_like(z) if self.mask is None else self.mask * jnp.ones_like(z)
+
+    def update_mask(self, z):
+        """1 − m: the entries the sampler generates (the b part)."""
+        return 1 - self.known_mask(z)
+
+
+def as_observation(observation):
+    """A `vdm_fast` Observation from a `vdm_ref` one (or the fast one unchanged)."""
+    if isinstance(observation, Observation):
+        return observation
+    if isinstance(observation, _ref_conditioning.Observation):
+        return Observation(observation.x, observation.mask, observation.low_res,
+                           observation.low_res_mask, observation.factor)
+    raise TypeError(f"expected an Observation, got {type(observation).__name__}")
 
 
 @jax.jit
@@ -90,12 +145,6 @@ def downsample_area_transpose(g, factor):
     return _ref.downsample_area_transpose(_float32(g), factor)
 
 
-def _observation(observation):
-    from .conditioning import as_observation  # conditioning imports this module
-
-    return as_observation(observation)
-
-
 @eqx.filter_jit
 def _reconstruction_loss(x_hat, observation):
     return _ref.reconstruction_loss(_float32(x_hat), observation)
@@ -109,14 +158,14 @@ def _reconstruction_loss_cotangent(x_hat, observation):
 def reconstruction_loss(x_hat, observation):
     """||xᵃ − x̂ᵃ(z_t)||² + ||yᵃ − D(x̂(z_t))||², per example [B], float32 (the norms of Eq. 7, 8).
 
-    observation: a `vdm_fast.conditioning.Observation` (a `vdm_ref` one is converted).
+    observation: an `Observation` (a `vdm_ref` one is converted).
     """
-    return _reconstruction_loss(x_hat, _observation(observation))
+    return _reconstruction_loss(x_hat, as_observation(observation))
 
 
 def reconstruction_loss_cotangent(x_hat, observation):
     """∂/∂x̂ of `reconstruction_loss`: −2 m ⊙ (xᵃ − x̂) − 2 Dᵀ(m_lo ⊙ (yᵃ − D(x̂))), float32."""
-    return _reconstruction_loss_cotangent(x_hat, _observation(observation))
+    return _reconstruction_loss_cotangent(x_hat, as_observation(observation))
 
 
 @jax.jit
@@ -198,5 +247,5 @@ def reconstruction_guided_denoiser(denoise_vjp, observation, w_r):
     gives the plain model, i.e. the replacement method once zᵃ is replaced.
     Returns a `ReconstructionGuidedDenoiser` (an `eqx.Module`).
     """
-    return ReconstructionGuidedDenoiser(_as_denoise_vjp(denoise_vjp), _observation(observation),
+    return ReconstructionGuidedDenoiser(_as_denoise_vjp(denoise_vjp), as_observation(observation),
                                         _float32(w_r))
