@@ -378,22 +378,67 @@ def test_sampler_steps_agree(seed, a, b, gamma, delta):
         "inception_score_split", "inception_score_from_logits")
 @given(seeds)
 def test_metrics_agree(seed):
-    # vdm_fast.metrics computes the metric maths on the host in float64 by design (a 400x400
-    # eigendecomposition is cheap; float32 would cost ~1e-3 relative in FVD): same numbers as
-    # the reference to float64 rounding.
+    # vdm_fast.metrics re-exports the reference's metric maths (array-API code, right under
+    # jax.jit), so comparing the two by name would compare a function with itself. What can fail:
+    # (1) the re-export is those very functions; (2) the maths equals independent formulas in
+    # float64 (the FID code's scipy.linalg.sqrtm form of the Fréchet distance, a closed form for
+    # commuting covariances, numpy.cov, IS from scipy's softmax and rel_entr), to 1e-10 relative to
+    # the terms (float64 rounding of a 6x6 eigendecomposition is ~1e-15); (3) under jax.jit on
+    # float32 — how the fast backend would run it on device — it matches NumPy float64 within
+    # k · EPS32 · scale (k measured ≤ 5, 12, 2.2 for d², C^{1/2}, IS over 200 seeds; bound 4x that).
+    import scipy.linalg
+    import scipy.special
+
     import vdm_fast.metrics as FMe  # here: the module also loads the I3D network's code
 
+    names = ("sqrtm_psd", "frechet_distance", "gaussian_w2", "feature_statistics",
+             "frechet_distance_from_features", "inception_score_split", "inception_score_from_logits")
+    for name in names:
+        assert getattr(FMe, name) is getattr(RMe, name), f"vdm_fast.metrics.{name} is not vdm_ref's"
+
     rng = np.random.default_rng(seed)
-    f1, f2 = rng.standard_normal((24, 6)), 0.5 + 1.3 * rng.standard_normal((30, 6))
+    f1, f2 = f32(rng.standard_normal((24, 6)), 0.5 + 1.3 * rng.standard_normal((30, 6)))
     mu1, cov1 = RMe.feature_statistics(f1)
     mu2, cov2 = RMe.feature_statistics(f2)
-    for name, args in (("feature_statistics", (f1,)), ("sqrtm_psd", (cov2,)),
-                       ("frechet_distance", (mu1, cov1, mu2, cov2)), ("gaussian_w2", (mu1, cov1, mu2, cov2)),
-                       ("frechet_distance_from_features", (f1, f2)), ("inception_score_split", (3 * f1,)),
-                       ("inception_score_from_logits", (3 * f2, 3))):
-        for got, want in zip(*(np.atleast_1d(np.asarray(v, dtype=np.float64)) if not isinstance(v, tuple)
-                               else v for v in (getattr(FMe, name)(*args), getattr(RMe, name)(*args)))):
-            np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12, err_msg=name)
+    np.testing.assert_allclose(mu1, np.mean(f1, axis=0), rtol=0, atol=1e-14)
+    np.testing.assert_allclose(cov1, np.cov(f1, rowvar=False), rtol=0, atol=1e-13)
+    np.testing.assert_allclose(RMe.sqrtm_psd(cov2), scipy.linalg.sqrtm(cov2).real, rtol=0, atol=1e-10)
+
+    scale = np.sum((mu1 - mu2) ** 2) + np.trace(cov1) + np.trace(cov2)
+    d2 = scale - 2 * np.trace(scipy.linalg.sqrtm(cov1 @ cov2).real)  # the FID code's formula
+    assert abs(RMe.frechet_distance(mu1, cov1, mu2, cov2) - d2) <= 1e-10 * scale
+    assert abs(RMe.frechet_distance_from_features(f1, f2) - d2) <= 1e-10 * scale
+    assert abs(RMe.gaussian_w2(mu1, cov1, mu2, cov2) - np.sqrt(d2)) <= 1e-10 * np.sqrt(scale)
+    va, vb = rng.uniform(0.1, 2.0, 6), rng.uniform(0.1, 2.0, 6)  # commuting: W2² = |Δμ|² + Σ(√a − √b)²
+    exact = np.sum((mu1 - mu2) ** 2) + np.sum((np.sqrt(va) - np.sqrt(vb)) ** 2)
+    assert abs(RMe.frechet_distance(mu1, np.diag(va), mu2, np.diag(vb)) - exact) <= 1e-12 * (1 + exact)
+
+    logits = 3 * np.concatenate([f1, f2[:6]])  # [30, 6]
+    log_p = logits - scipy.special.logsumexp(logits, axis=1, keepdims=True)
+
+    def inception(rows):
+        p = np.exp(log_p[rows])
+        return np.exp(np.mean(np.sum(scipy.special.rel_entr(p, np.mean(p, axis=0)[None]), axis=1)))
+
+    assert abs(RMe.inception_score_split(logits) - inception(slice(None))) <= 1e-12 * inception(slice(None))
+    parts = np.array([inception(slice(k * 30 // 4, (k + 1) * 30 // 4)) for k in range(4)])
+    mean, std = RMe.inception_score_from_logits(logits, 4)
+    np.testing.assert_allclose([mean, std], [parts.mean(), parts.std()], rtol=1e-12, atol=1e-14)
+
+    def j32(fn, *args, **jit_options):  # the array arguments as float32, the function under jax.jit
+        cast = (jnp.asarray(a, jnp.float32) if isinstance(a, np.ndarray) else a for a in args)
+        return np.asarray(jax.jit(fn, **jit_options)(*cast))
+
+    got = j32(RMe.frechet_distance, mu1, cov1, mu2, cov2)
+    assert got.dtype == np.float32 and abs(got - d2) <= 20 * EPS32 * scale, (got, d2)
+    c_norm, c_min = np.linalg.eigvalsh(cov2)[[-1, 0]]
+    err = np.max(np.abs(j32(RMe.sqrtm_psd, cov2) - scipy.linalg.sqrtm(cov2).real))
+    assert err <= 48 * EPS32 * c_norm / np.sqrt(c_min), err  # δ√w ≈ δw / (2√w), δw ~ EPS32 ||C||
+    is_ref = inception(slice(None))
+    amp = 1 + np.max(np.abs(logits))  # log-softmax rounds relative to the largest logit
+    assert abs(j32(RMe.inception_score_split, logits) - is_ref) <= 8 * EPS32 * amp * is_ref
+    got = j32(RMe.inception_score_from_logits, logits, 4, static_argnums=1)
+    assert np.all(np.abs(got - [parts.mean(), parts.std()]) <= 8 * EPS32 * amp * parts.max()), got
 
 
 # --- whole sampler runs fed the same noise ------------------------------------------------------------
