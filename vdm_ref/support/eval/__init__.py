@@ -8,10 +8,21 @@
   do the digits' identities and positions carry over from the last frame before a block
   boundary to the first frame after it? See docs/generation.md for its definition and the
   argument for it.
+- `caption_fidelity` (`score_captions`): does a video show the digits its caption names, moving the way it says?
+  (per clause, per video and over a set; real clips with their own and shuffled captions give
+  the ceiling and the floor; see docs/evaluation.md "Caption fidelity").
 """
 
 __mirror__ = False
 
+from .caption_fidelity import (
+    Clause,
+    FidelityReport,
+    VideoFidelity,
+    parse_caption,
+    reference_fidelity,
+    score_captions,
+)
 from .coherence import (
     CoherenceReport,
     PairScores,
@@ -27,6 +38,7 @@ from .shift_coherence import temporal_coherence
 from .tracker import DigitDetections, connected_components, detect_digits
 
 __all__ = [
+    "Clause", "FidelityReport", "VideoFidelity", "parse_caption", "reference_fidelity", "score_captions",
     "CoherenceReport", "DigitClassifier", "DigitDetections", "PairScores", "block_boundaries",
     "boundary_coherence", "connected_components", "detect_digits", "load_digit_classifier",
     "match_digits", "pair_scores", "reference_scores", "render_digit_crops", "splice_videos",
