@@ -15,14 +15,6 @@
 
 __mirror__ = False
 
-from .caption_fidelity import (
-    Clause,
-    FidelityReport,
-    VideoFidelity,
-    parse_caption,
-    reference_fidelity,
-    score_captions,
-)
 from .coherence import (
     CoherenceReport,
     PairScores,
@@ -44,3 +36,16 @@ __all__ = [
     "match_digits", "pair_scores", "reference_scores", "render_digit_crops", "splice_videos",
     "temporal_coherence", "train_digit_classifier",
 ]
+
+#: Names of `caption_fidelity`, imported on first use (PEP 562) so that
+#: `python -m vdm_ref.support.eval.caption_fidelity` does not find its module already imported.
+_CAPTION_FIDELITY = ("Clause", "FidelityReport", "VideoFidelity", "parse_caption", "reference_fidelity",
+                     "score_captions")
+
+
+def __getattr__(name):
+    if name in _CAPTION_FIDELITY:
+        from . import caption_fidelity
+
+        return getattr(caption_fidelity, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
