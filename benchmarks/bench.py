@@ -251,14 +251,10 @@ def _profile_blocks(model, cfg, z, logsnr, repeats):
     import jax
     import jax.numpy as jnp
 
-    from vdm_fast.network import ResidualBlock, TemporalAttention
+    from vdm_fast.network import BlockContext
 
     def call(block, h, emb):
-        if isinstance(block, ResidualBlock):
-            return block(h, emb, key=None)
-        if isinstance(block, TemporalAttention):
-            return block(h, None)
-        return block(h)
+        return block(h, BlockContext(emb), key=None)
 
     rows = {}
 

@@ -5,7 +5,8 @@
     model = from_params(config, init(config, 0))      # or any checkpoint in the shared layout
     pred = jax.jit(model)(z, logsnr, cond, frame_mask) # eqx modules are pytrees; config static
 
-Modules: `layers` (Dense, Conv1x3x3, GroupNorm, Upsample), `attention` (SpatialAttention,
+Modules: `layers` (Dense, Conv1x3x3, GroupNorm, Downsample, Upsample, BlockContext: what every
+U-Net block reads, called as `block(h, ctx, *, key)`), `attention` (SpatialAttention,
 TemporalAttention, AttentionPooling on `jax.nn.dot_product_attention`), `embedding`
 (ConditioningEmbedding), `residual` (ResidualBlock), `unet` (UNet: wiring only). Every public
 function of `vdm_ref.network` has a twin of the same name and signature here.
@@ -25,8 +26,10 @@ from .attention import (
 )
 from .embedding import ConditioningEmbedding, conditioning_embedding, logsnr_embedding
 from .layers import (
+    BlockContext,
     Conv1x3x3,
     Dense,
+    Downsample,
     GroupNorm,
     Upsample,
     conv_1x3x3,
@@ -55,7 +58,8 @@ from .unet import (
 )
 
 __all__ = [
-    "AttentionPooling", "Block", "ConditioningEmbedding", "Conv1x3x3", "Dense", "GroupNorm",
+    "AttentionPooling", "Block", "BlockContext", "ConditioningEmbedding", "Conv1x3x3", "Dense",
+    "Downsample", "GroupNorm",
     "ResidualBlock", "SpatialAttention", "TemporalAttention", "UNet", "Upsample", "apply",
     "attention_implementation", "attention_pooling", "blocks", "check_inputs",
     "conditioning_embedding", "conv_1x3x3", "count_params", "dense", "depth_to_space",

@@ -9,11 +9,18 @@ from the dict and calls it.
 `per_channel`, `space_to_depth` and `depth_to_space` are vdm_ref's own array-API functions (pure
 reshapes and transposes, the same under jit), re-exported rather than written twice.
 
+Every block of the U-Net is called as `block(h, ctx, *, key=None)`: h the activations
+[B, T, H, W, C], ctx a `BlockContext` (the conditioning embedding and the joint image-video frame
+mask), key the block's dropout key (None in evaluation); a block reads what it needs and ignores
+the rest.
+
 Convolutions are 1x3x3: the frames are folded into the batch and `jax.lax.conv_general_dilated`
 runs a channels-last 2-D convolution (`NHWC`, `HWIO`) over each frame.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import equinox as eqx
 import jax
@@ -24,7 +31,8 @@ from jaxtyping import Array, Bool, Float, PRNGKeyArray
 from vdm_ref.network.layers import depth_to_space, per_channel, space_to_depth
 
 __all__ = [
-    "Conv1x3x3", "Dense", "GroupNorm", "Upsample", "conv_1x3x3", "dense", "depth_to_space",
+    "BlockContext", "Conv1x3x3", "Dense", "Downsample", "GroupNorm", "Upsample", "conv_1x3x3",
+    "dense", "depth_to_space",
     "downsample", "dropout", "dropout_keep", "group_norm", "per_channel", "silu",
     "space_to_depth", "upsample",
 ]
@@ -110,19 +118,56 @@ class GroupNorm(eqx.Module):
         return xn * _bias(self.scale, xn) + _bias(self.offset, xn)
 
 
+class BlockContext(NamedTuple):
+    """What a U-Net block may read besides its input h (module docstring):
+
+    - emb: the conditioning embedding e(λ, c) [B, E] (`embedding.ConditioningEmbedding`), in
+      the compute dtype;
+    - frame_mask: bool [B, T], True marks an independent image frame of a joint image-video
+      batch (None: all frames are video frames).
+    """
+
+    emb: Float[Array, "b e"]
+    frame_mask: Bool[Array, "b t"] | None = None
+
+
+class Downsample(eqx.Module):
+    """The 1x3x3 convolution with spatial stride 2: [B, T, H, W, C] -> [B, T, H/2, W/2, C'].
+
+    Twin of `layers.downsample`; a U-Net block (reads neither ctx nor key).
+    """
+
+    conv: Conv1x3x3
+
+    @classmethod
+    def from_params(cls, params: dict) -> Downsample:
+        """From {"w": [1, 3, 3, Cin, Cout], "b": [Cout]}."""
+        return cls(Conv1x3x3.from_params(params, stride=2))
+
+    def to_params(self) -> dict:
+        return self.conv.to_params()
+
+    def __call__(self, x: Float[Array, "b t h w c"], ctx: BlockContext | None = None, *,
+                 key: PRNGKeyArray | None = None) -> Float[Array, "b t h2 w2 c2"]:
+        return self.conv(x)
+
+
 class Upsample(eqx.Module):
-    """Nearest-neighbour ×2 in H and W, then a 1x3x3 convolution. Twin of `layers.upsample`."""
+    """Nearest-neighbour ×2 in H and W, then a 1x3x3 convolution. Twin of `layers.upsample`;
+    a U-Net block (reads neither ctx nor key)."""
 
     conv: Conv1x3x3
 
     @classmethod
     def from_params(cls, params: dict) -> Upsample:
+        """From {"w": [1, 3, 3, Cin, Cout], "b": [Cout]}."""
         return cls(Conv1x3x3.from_params(params))
 
     def to_params(self) -> dict:
         return self.conv.to_params()
 
-    def __call__(self, x: Float[Array, "b t h w c"]) -> Float[Array, "b t h2 w2 c"]:
+    def __call__(self, x: Float[Array, "b t h w c"], ctx: BlockContext | None = None, *,
+                 key: PRNGKeyArray | None = None) -> Float[Array, "b t h2 w2 c"]:
         b, t, h, w, c = x.shape
         x = jnp.broadcast_to(x[:, :, :, None, :, None, :], (b, t, h, 2, w, 2, c))
         return self.conv(x.reshape(b, t, 2 * h, 2 * w, c))
@@ -166,7 +211,7 @@ def dropout(x, rate, rng=None):
 
 def downsample(params, x):
     """Twin of `vdm_ref.network.layers.downsample`: the 1x3x3 convolution with stride 2."""
-    return Conv1x3x3.from_params(params, stride=2)(x)
+    return Downsample.from_params(params)(x)
 
 
 def upsample(params, x):

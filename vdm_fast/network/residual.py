@@ -6,7 +6,7 @@ import equinox as eqx
 import jax
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from .layers import Conv1x3x3, Dense, GroupNorm, dropout
+from .layers import BlockContext, Conv1x3x3, Dense, GroupNorm, dropout
 
 __all__ = ["ResidualBlock", "residual_block"]
 
@@ -17,8 +17,8 @@ class ResidualBlock(eqx.Module):
         h = Conv₀(SiLU(GN₀(x))) + Dense(SiLU(e));  h = Conv₁(Dropout(SiLU(GN₁(h))));
         out = Skip(x) + h.
 
-    Twin of `vdm_ref.network.residual.residual_block`; `key` is the dropout key (None in
-    evaluation).
+    Twin of `vdm_ref.network.residual.residual_block`. Called as a U-Net block,
+    `block(x, ctx, *, key)`: e = ctx.emb, `key` the dropout key (None in evaluation).
     """
 
     norm_0: GroupNorm
@@ -46,10 +46,10 @@ class ResidualBlock(eqx.Module):
             p["skip"] = self.skip.to_params()
         return p
 
-    def __call__(self, x: Float[Array, "b t h w cin"], emb: Float[Array, "b e"], *,
+    def __call__(self, x: Float[Array, "b t h w cin"], ctx: BlockContext, *,
                  key: PRNGKeyArray | None = None) -> Float[Array, "b t h w cout"]:
         h = self.conv_0(jax.nn.silu(self.norm_0(x)))
-        e = self.emb(jax.nn.silu(emb.astype(x.dtype)))
+        e = self.emb(jax.nn.silu(ctx.emb.astype(x.dtype)))
         h = h + e[:, None, None, None, :]
         h = dropout(jax.nn.silu(self.norm_1(h)), self.dropout_rate, key)
         h = self.conv_1(h)
@@ -59,4 +59,4 @@ class ResidualBlock(eqx.Module):
 def residual_block(params, x, emb, *, groups, dropout_rate=0.0, rng=None):
     """Twin of `vdm_ref.network.residual.residual_block` (rng: a JAX key or None)."""
     return ResidualBlock.from_params(params, groups=groups, dropout_rate=dropout_rate)(
-        x, emb, key=rng)
+        x, BlockContext(emb), key=rng)

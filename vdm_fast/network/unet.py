@@ -6,7 +6,9 @@
 
 `UNet` holds one module per block of `vdm_ref.network.blocks(config)` (the one definition of
 the architecture) and only wires them: skips, the embedding, the dropout key of block i
-(`jax.random.fold_in(key, i)`, as vdm_ref draws it). Static settings live in module fields:
+(`jax.random.fold_in(key, i)`, as vdm_ref draws it). Every block is called the same way,
+`block(h, ctx, *, key)` with ctx a `layers.BlockContext` (embedding, frame mask). Static
+settings live in module fields:
 
 - `compute_dtype`: None (the parameters' dtype) or e.g. `jnp.bfloat16`: activations and
   weights are cast to it inside each layer while parameters stay float32; GroupNorm statistics,
@@ -32,7 +34,15 @@ from vdm_ref.network.unet import Block, blocks, check_inputs, count_params, flop
 
 from .attention import SpatialAttention, TemporalAttention
 from .embedding import ConditioningEmbedding
-from .layers import Conv1x3x3, GroupNorm, Upsample, depth_to_space, space_to_depth
+from .layers import (
+    BlockContext,
+    Conv1x3x3,
+    Downsample,
+    GroupNorm,
+    Upsample,
+    depth_to_space,
+    space_to_depth,
+)
 from .residual import ResidualBlock
 
 __all__ = [
@@ -41,18 +51,42 @@ __all__ = [
 ]
 
 
+class _SpatialBlock(eqx.Module):
+    """`SpatialAttention` called as a U-Net block, `block(h, ctx, *, key)` (reads neither)."""
+
+    attention: SpatialAttention
+
+    def __call__(self, h, ctx: BlockContext, *, key=None):
+        return self.attention(h)
+
+    def to_params(self) -> dict:
+        return self.attention.to_params()
+
+
+class _TemporalBlock(eqx.Module):
+    """`TemporalAttention` called as a U-Net block, `block(h, ctx, *, key)` (reads ctx.frame_mask)."""
+
+    attention: TemporalAttention
+
+    def __call__(self, h, ctx: BlockContext, *, key=None):
+        return self.attention(h, ctx.frame_mask)
+
+    def to_params(self) -> dict:
+        return self.attention.to_params()
+
+
 def _block_module(blk: Block, p: dict, config: UNetConfig, implementation):
     g = config.norm_groups
     if blk.kind == "res":
         return ResidualBlock.from_params(p, groups=g, dropout_rate=config.dropout)
     if blk.kind == "spatial_attn":
-        return SpatialAttention.from_params(p, head_dim=config.head_dim, groups=g,
-                                            implementation=implementation)
+        return _SpatialBlock(SpatialAttention.from_params(p, head_dim=config.head_dim, groups=g,
+                                                          implementation=implementation))
     if blk.kind == "temporal_attn":
-        return TemporalAttention.from_params(p, head_dim=config.head_dim, groups=g,
-                                             implementation=implementation)
+        return _TemporalBlock(TemporalAttention.from_params(p, head_dim=config.head_dim, groups=g,
+                                                            implementation=implementation))
     if blk.kind == "down":
-        return Conv1x3x3.from_params(p, stride=2)
+        return Downsample.from_params(p)
     return Upsample.from_params(p)
 
 
@@ -78,30 +112,25 @@ class UNet(eqx.Module):
         key: the dropout key (None in evaluation). Returns the prediction in z's dtype."""
         check_inputs(self.config, z, logsnr, cond, frame_mask)
         dtype = z.dtype if self.compute_dtype is None else jnp.dtype(self.compute_dtype)
-        emb = self.emb(logsnr, cond).astype(dtype)
-        if frame_mask is not None:
-            frame_mask = jnp.asarray(frame_mask, dtype=bool)
+        ctx = BlockContext(self.emb(logsnr, cond).astype(dtype),
+                           None if frame_mask is None else jnp.asarray(frame_mask, dtype=bool))
         call = eqx.filter_checkpoint(_call_block) if self.remat else _call_block
         h = self.conv_in(space_to_depth(z.astype(dtype), self.config.patch_size))
         skips = [h]
         for index, (spec, block) in enumerate(zip(self.specs, self.blocks)):
             if spec.concat_skip:
                 h = jnp.concatenate([h, skips.pop()], axis=-1)
-            block_key = None if key is None or spec.kind != "res" else jax.random.fold_in(key, index)
-            h = call(block, h, emb, frame_mask, block_key)
+            block_key = None if key is None else jax.random.fold_in(key, index)
+            h = call(block, h, ctx, block_key)
             if spec.save_skip:
                 skips.append(h)
         out = self.out_conv(jax.nn.silu(self.out_norm(h)))
         return depth_to_space(out, self.config.patch_size).astype(z.dtype)
 
 
-def _call_block(block, h, emb, frame_mask, key):
-    """One block, dispatched on its type (its arguments differ)."""
-    if isinstance(block, ResidualBlock):
-        return block(h, emb, key=key)
-    if isinstance(block, TemporalAttention):
-        return block(h, frame_mask)
-    return block(h)
+def _call_block(block, h, ctx, key):
+    """block(h, ctx, key=key), as a function of the block so `eqx.filter_checkpoint` can wrap it."""
+    return block(h, ctx, key=key)
 
 
 def from_params(config: UNetConfig, params: dict, *, dtype=jnp.float32, compute_dtype=None,
