@@ -244,12 +244,6 @@ def test_loss_agrees(seed, t, target):
     check(got, want, 64 * EPS32 * (1 + np.abs(logsnr)) * size**2, f"diffusion_loss {target}")
 
 
-def test_loss_draws_are_float32_of_the_right_shapes():
-    t, eps = FL.draw_t_and_noise(jax.random.key(0), jnp.zeros(SHAPE))
-    assert t.shape == (B,) and eps.shape == SHAPE and t.dtype == eps.dtype == jnp.float32
-    assert float(t.min()) >= 0.0 and float(t.max()) <= 1.0
-
-
 # --- guidance maths ---------------------------------------------------------------------------------
 
 
