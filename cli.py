@@ -13,7 +13,7 @@ from typing import Literal
 import tyro
 import tyro.extras
 
-from vdm_fast.evaluate import Evaluate
+from vdm_fast.evaluation import Evaluate
 from vdm_fast.generation.commands import Extend, Interpolate, Predict, Sample, Upsample
 from vdm_fast.training.command import Train
 

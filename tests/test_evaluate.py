@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from vdm_fast import evaluate as E
+from vdm_fast import evaluation as E
 from vdm_fast.generation import engine
-from vdm_fast.generation.commands import UsageError
+from vdm_fast.inputs import UsageError
 from vdm_ref import configs as C
 from vdm_ref.support.checkpoint import save_checkpoint
 from vdm_ref.metrics import frechet_distance_from_features
@@ -120,7 +120,7 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path, no_sampling):
     (dict(protocols=("kinetics",)), "conditions on 5 frames, but the model's block is 4"),
     (dict(short_clips="refuse"), "I3D needs at least 9"),
     (dict(guidance_weight=2.0), "the model is unconditional"),
-    (dict(steps=1), "steps=1"),
+    (dict(steps=1), "--steps 1: expected >= 2"),
     (dict(protocols=()), "no protocol given"),
 ])
 def test_bad_requests_fail_before_sampling(checkpoint, tmp_path, no_sampling, kwargs, message):
@@ -179,16 +179,21 @@ def test_same_seed_same_numbers(checkpoint, tmp_path):
     assert a["runs"][0]["fvd"] == b["runs"][0]["fvd"]
 
 
-def test_cli_entry_is_registered():
+def test_cli_evaluate_help_shows_its_flags(capsys):
+    """`python cli.py evaluate --help` runs and lists the settings and the command's own flags."""
     import cli
 
-    assert cli.COMMANDS["evaluate"] is E.Evaluate
+    with pytest.raises(SystemExit) as e:
+        cli.main(["evaluate", "--help"])
+    assert e.value.code == 0
+    text = capsys.readouterr().out
+    for flag in ("--checkpoint", "--protocols", "--num-samples", "--fvd-splits", "--out", "--save-videos"):
+        assert flag in text, flag
 
 
 @pytest.mark.slow
 def test_evaluate_with_the_real_i3d(checkpoint, tmp_path):
     """The default feature network: I3D Kinetics-400 logits (about 3 s per clip on a 2-core CPU)."""
-    pytest.importorskip("vdm_fast.i3d")
     res = E.Evaluate(checkpoint=str(checkpoint), protocols=("bair",), num_samples=4, batch_size=4, fvd_splits=1,
                      i3d_batch_size=4, progress=False, out=str(tmp_path / "r.json")).run()
     r = res["runs"][0]

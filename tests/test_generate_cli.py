@@ -6,8 +6,10 @@ import dataclasses
 import numpy as np
 import pytest
 
-from vdm_fast.generation import commands, engine
-from vdm_fast.generation.commands import Extend, Interpolate, Predict, Sample, UsageError, Upsample
+import cli
+from vdm_fast.generation import engine
+from vdm_fast.generation.commands import Extend, Interpolate, Predict, Sample, Upsample
+from vdm_fast.inputs import UsageError
 from vdm_ref import configs as C
 from vdm_ref.support.checkpoint import save_checkpoint
 from vdm_ref.support.data import read_frame_grid, read_video, write_video
@@ -99,8 +101,23 @@ def test_extend_end_to_end_writes_video_grid_and_arrays(checkpoint, tmp_path, ca
     assert (tmp_path / "ext_boundaries.png").exists()
 
 
-def test_cli_lists_the_generation_commands():
-    import cli
+GENERATION = ("sample", "predict", "extend", "interpolate", "upsample")
 
-    for name in ("sample", "predict", "extend", "interpolate", "upsample"):
-        assert cli.COMMANDS[name] is commands.COMMANDS[name]
+
+def test_cli_help_lists_the_generation_commands(capsys):
+    """What a user sees: `python cli.py --help` names each command, and each command's --help
+    runs and shows its own flags."""
+    with pytest.raises(SystemExit) as e:
+        cli.main(["--help"])
+    assert e.value.code == 0
+    top = capsys.readouterr().out
+    own = {"sample": "--length", "predict": "--given-frames", "extend": "--initial-frames",
+           "interpolate": "--subsample-clip", "upsample": "--low-checkpoint"}
+    for name in GENERATION:
+        assert name in top
+        with pytest.raises(SystemExit) as e:
+            cli.main([name, "--help"])
+        assert e.value.code == 0
+        text = capsys.readouterr().out
+        for flag in ("--checkpoint", "--out", "--format", "--steps", "--batch-size", own[name]):
+            assert flag in text, (name, flag)

@@ -4,7 +4,7 @@
     python scripts/ablations/evaluate_all.py table5
     python scripts/ablations/evaluate_all.py table6 [--checkpoint runs/ablations/joint4]
 
-Each evaluation goes through `vdm_fast.evaluate.evaluate` (the `python cli.py evaluate` code path)
+Each evaluation goes through `vdm_fast.evaluation.evaluate` (the `python cli.py evaluate` code path)
 with the real I3D; I3D logits are cached on disk by the SHA-1 of the video array, so the real
 sets are embedded once across runs. Results: docs/assets/ablations/<table>_<run>.json and
 frame grids in docs/assets/ablations/<table>_<run>/ (tables: report.py). A real-vs-real FVD (the same data
@@ -26,7 +26,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from vdm_fast import evaluate as E  # noqa: E402
+from vdm_fast import evaluation as E  # noqa: E402
 
 OUT = ROOT / "docs/assets/ablations"
 CACHE = ROOT / "runs/ablations/i3d_cache"
@@ -76,7 +76,7 @@ def run(table, name, checkpoint, settings, embed, floor=True):
                                                          settings.fvd_splits)
                                for p in settings.check(model.frames)}
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / f"{table}_{name}.json").write_text(json.dumps(res, indent=1, default=E._json_default))
+    (OUT / f"{table}_{name}.json").write_text(json.dumps(res, indent=1, default=E.json_default))
     print(E.format_table(res), flush=True)
     return res
 

@@ -9,7 +9,9 @@ and the Fig. 2 cascade, on the compiled samplers of `vdm_fast` (or the reference
 - `engine`: `SamplerOptions`, the window planner and the host-side timeline loop (one block on the
   device at a time).
 - `tasks`: the tasks themselves.
-- `commands`: the CLI commands `sample`, `predict`, `extend`, `interpolate`, `upsample`.
+- `commands`: the CLI commands `sample`, `predict`, `extend`, `interpolate`, `upsample`, on the
+  shared flags and `run()` of `options` and the files of `outputs`; their inputs (checkpoints,
+  videos, dataset clips, the condition c) come from `vdm_fast.inputs`.
 See docs/generation.md.
 """
 
@@ -20,12 +22,11 @@ from .engine import (
     Window,
     guided_denoiser,
     iter_windows,
-    null_condition,
-    one_hot,
     plan_windows,
     run_timeline,
     sample_window,
 )
+from vdm_fast.inputs import null_condition, one_hot
 from vdm_ref.configs import config_from_dict
 
 from .model import BACKENDS, Denoiser, Model, RefNetwork, describe, load_model, model_from_params

@@ -38,6 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vdm_fast.inputs import null_condition
 from vdm_ref.conditioning import REPLACEMENTS
 from vdm_ref.samplers import LANGEVIN_DELTA
 
@@ -182,18 +183,7 @@ def plan_windows(length: int, block_frames: int, known=(), *, context_frames: in
 
 
 # ---------------------------------------------------------------------------------------------
-# Conditioning c (class / text) and classifier-free guidance
-
-
-def null_condition(cond):
-    """The null condition c = 0 the model was trained on by dropping c (Eq. 6): zeros of a
-    one-hot, or zeroed tokens with the same token mask."""
-    if cond is None:
-        return None
-    if isinstance(cond, (tuple, list)):
-        tokens, token_mask = cond
-        return (jnp.zeros_like(tokens), token_mask)
-    return jnp.zeros_like(cond)
+# Conditioning c (class / text; encoded by `vdm_fast.inputs`) and classifier-free guidance
 
 
 def _check_cond(model: Model, cond, batch: int):
@@ -214,15 +204,6 @@ def _check_cond(model: Model, cond, batch: int):
     if tokens.ndim != 3 or tokens.shape[0] != batch or tokens.shape[2] != model.unet.text_dim:
         raise ValueError(f"text tokens have shape {tokens.shape}: expected [B, L, {model.unet.text_dim}] with B={batch}")
     return (tokens, token_mask)
-
-
-def one_hot(labels, num_classes: int) -> np.ndarray:
-    """Class labels [B] -> float32 one-hot [B, num_classes] (the class condition c)."""
-    labels = np.asarray(labels, np.int64).reshape(-1)
-    bad = labels[(labels < 0) | (labels >= num_classes)]
-    if bad.size:
-        raise ValueError(f"class labels {bad[:5].tolist()} outside [0, {num_classes})")
-    return np.eye(num_classes, dtype=np.float32)[labels]
 
 
 def guided_denoiser(model: Model, cond, w: float, clip_x: bool = False):
@@ -290,7 +271,7 @@ def sample_window(model: Model, keys, shape, options: SamplerOptions, denoise_fn
     grid = _grid(model, options.steps)
     z = jax.random.normal(k_z, shape, jnp.float32)
     conditional = x is not None or low_res is not None
-    if model.backend == "fast" and not use_python_loop(options, conditional):
+    if model.compiled_sampler and not use_python_loop(options, conditional):
         from vdm_fast import conditioning, samplers
 
         corr = k_corr if options.corrector else None

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,6 +61,12 @@ class Model:
         return self.unet.in_channels
 
     @property
+    def compiled_sampler(self) -> bool:
+        """Whether whole sampling loops compile (`vdm_fast.samplers`): the 'fast' backend; the
+        'ref' backend runs vdm_ref's Python loops around the network (`engine.sample_window`)."""
+        return self.backend == "fast"
+
+    @property
     def size_multiple(self) -> int:
         """Spatial sizes the network takes are multiples of this: patch_size · 2**(K − 1)."""
         return self.unet.size_multiple
@@ -97,29 +105,31 @@ def load_model(path: str | Path, *, backend: str = "fast", ema: bool = True, com
     """The model of a checkpoint (a checkpoint directory or a run directory: its newest one).
 
     Uses the EMA parameters when the checkpoint has them and `ema` is True. Raises
-    FileNotFoundError naming the path when there is no checkpoint there, ValueError when it
-    cannot be read or does not match its config.
+    FileNotFoundError naming the path when there is no checkpoint there, ValueError
+    (`CheckpointError`) naming the file when it cannot be read (truncated, bit-flipped) or does
+    not match its config.
     """
-    from vdm_ref.support.checkpoint import CheckpointError, check_shapes, load_checkpoint
     from vdm_ref.network import param_shapes
+    from vdm_ref.support.checkpoint import CheckpointError, check_shapes, latest_checkpoint, load_checkpoint
 
     p = Path(path)
-    if not p.exists():
+    ckpt = p if (p / "meta.json").is_file() else latest_checkpoint(p) if p.is_dir() else None
+    if ckpt is None:
         raise FileNotFoundError(f"no checkpoint at {p}: expected a checkpoint directory (meta.json, "
                                 "arrays.npz) or a training run directory with checkpoints/step_*")
     try:
-        arrays, meta = load_checkpoint(p)
-    except CheckpointError as e:
-        raise FileNotFoundError(str(e)) from e
+        arrays, meta = load_checkpoint(ckpt)
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as e:  # a damaged arrays.npz
+        raise CheckpointError(f"cannot read checkpoint {ckpt / 'arrays.npz'}: {type(e).__name__}: {e}") from e
     if "config" not in meta:
-        raise ValueError(f"checkpoint {p} has no config in its meta.json: cannot build the network")
+        raise ValueError(f"checkpoint {ckpt} has no config in its meta.json: cannot build the network")
     config = C.config_from_dict(meta["config"])
     params = arrays.get("ema") if ema and "ema" in arrays else arrays.get("params")
     if params is None:
-        raise ValueError(f"checkpoint {p} holds no parameters (expected 'params' or 'ema' arrays), "
+        raise ValueError(f"checkpoint {ckpt} holds no parameters (expected 'params' or 'ema' arrays), "
                          f"found {sorted(arrays)}")
     try:
-        check_shapes(params, param_shapes(config.unet), "the checkpoint's parameters")
+        check_shapes(params, param_shapes(config.unet), f"the parameters of {ckpt}")
     except CheckpointError as e:
         raise ValueError(str(e)) from e
     meta = dict(meta, checkpoint=str(p))

@@ -1,0 +1,222 @@
+"""The flags every generation command shares, and the one `run()` they all go through.
+
+- `GenerateOptions`: checkpoint, backend, output, sampler settings; `run()` checks every flag
+  and the output path, loads the model, calls the command's `generate(model)` and writes the
+  files (`outputs.py`). Every user error is a one-line `UsageError` before any sampling starts
+  (a bad flag, an unwritable --out, a missing or damaged checkpoint, a video the model cannot
+  take); errors of the sampling call itself (ValueError) become one too.
+- `Conditioned`: --label / --caption / --guidance-weight, encoded by `vdm_fast.inputs`.
+- `FromVideo`: the input video of predict / extend / interpolate / upsample (--video or --clip).
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import sys
+import time
+from pathlib import Path
+from typing import ClassVar, Literal, NamedTuple
+
+import numpy as np
+
+from vdm_fast.inputs import (
+    DEFAULT_CHECKPOINT,
+    ConditionEncoder,
+    InputError,
+    check_flags,
+    check_writable,
+    dataset_clips,
+    load_input_video,
+    open_model,
+    usage_errors,
+)
+
+from .outputs import VIDEO_FORMATS, output_paths, write_outputs
+
+
+class Generated(NamedTuple):
+    """What a command's `generate` returns: the videos, the sampling windows (block boundaries),
+    extra JSON results, and extra frame grids to write as STEM_<name>.png."""
+
+    video: np.ndarray
+    windows: tuple = ()
+    extra: dict | None = None
+    grids: dict | None = None
+
+
+@dataclasses.dataclass
+class GenerateOptions(abc.ABC):
+    checkpoint: str = DEFAULT_CHECKPOINT
+    """Checkpoint directory, or a training run directory (its newest checkpoint is used)."""
+    backend: Literal["fast", "ref"] = "fast"
+    """'fast': Equinox U-Net and compiled sampler loops; 'ref': vdm_ref network and Python loops."""
+    out: str = ""
+    """Output path (default: samples/<command>); its suffix .mp4 or .gif sets the video format."""
+    format: Literal["mp4", "gif"] | None = None
+    """Video file format (default: the suffix of --out, else mp4); a PNG frame grid and an .npz are
+    always written too."""
+    fps: float = 8.0
+    """Frames per second of the written video."""
+    seed: int = 0
+    """Random seed: the same seed, inputs and options give the same videos."""
+    batch_size: int = 4
+    """Videos generated at once."""
+    steps: int | None = None
+    """Sampling steps (default: the model config's sampling_steps)."""
+    gamma: float | None = None
+    """γ of the ancestral sampler, Eq. 4 (default: the model config's)."""
+    corrector: bool | None = None
+    """Predictor-corrector: a Langevin step (Eq. 5) after each ancestral step (default: config's)."""
+    clip_x: bool = True
+    """Clip x̂ to [-1, 1] at every step (static thresholding; straight-through for guidance)."""
+    ema: bool = True
+    """Use the EMA parameters when the checkpoint has them."""
+    progress: bool = True
+    """Show progress bars (blocks and network evaluations)."""
+
+    command: ClassVar[str] = "generate"
+    #: Least value of integer flags (None values are not checked).
+    MINIMUMS: ClassVar[dict] = {"batch_size": 1, "steps": 2}
+    #: Float flags that must be finite numbers.
+    FINITE: ClassVar[tuple] = ("fps", "gamma")
+
+    @abc.abstractmethod
+    def generate(self, model) -> Generated:
+        """The command's work on a loaded model, its inputs checked before any sampling."""
+
+    def run(self) -> Path:
+        """Check everything, load the model, generate, write; returns the output stem."""
+        t0 = time.perf_counter()
+        with usage_errors():
+            stem, fmt = self.output()
+            check_flags(dataclasses.asdict(self), minimums=self.MINIMUMS, positive=("fps",), finite=self.FINITE,
+                        unit_interval=("gamma",))
+            model = open_model(self.checkpoint, backend=self.backend, ema=self.ema)
+        with usage_errors(ValueError):
+            result = self.generate(model)
+        from .model import describe
+
+        print(f"{describe(model)}; {time.perf_counter() - t0:.1f} s")
+        with usage_errors(OSError, prefix=f"--out {self.out or stem}: cannot write: "):
+            self.write(stem, fmt, result)
+        return stem
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    def output(self) -> tuple[Path, str]:
+        """(stem, video format) of --out / --format, every file it names checked writable."""
+        out = Path(self.out or f"samples/{self.command}")
+        suffix = out.suffix.lower()
+        if suffix:
+            fmt = suffix[1:]
+            if fmt not in VIDEO_FORMATS:
+                raise InputError(f"--out {self.out}: unknown suffix {out.suffix!r}; expected "
+                                 + " or ".join(f".{f}" for f in VIDEO_FORMATS)
+                                 + ", or no suffix (then --format decides, default mp4)")
+            if self.format is not None and self.format != fmt:
+                raise InputError(f"--out {self.out} asks for {fmt} but --format {self.format}: give one of them")
+            stem = out.with_suffix("")
+        else:
+            stem, fmt = out, self.format or "mp4"
+        for path in output_paths(stem, fmt):
+            check_writable(path, "--out")
+        return stem, fmt
+
+    def options(self, model, **extra):
+        """The `SamplerOptions`: the model config's, overridden by the flags given."""
+        from .engine import SamplerOptions
+
+        return SamplerOptions.from_config(model.config.diffusion, steps=self.steps, gamma=self.gamma,
+                                          corrector=self.corrector, clip_x=self.clip_x, **extra)
+
+    def write(self, stem: Path, fmt: str, result: Generated) -> None:
+        from vdm_ref.support.data import write_frame_grid
+
+        video = result.video
+        boundaries = [w.boundary for w in result.windows if w.boundary is not None]
+        write_outputs(stem, fmt, video, fps=self.fps, boundaries=boundaries, extra=result.extra)
+        for name, grid in (result.grids or {}).items():
+            write_frame_grid(stem.parent / f"{stem.name}_{name}.png", grid)
+        print(f"wrote {stem.with_suffix('.' + fmt)}, {stem.with_suffix('.png')}, {stem.with_suffix('.npz')}: "
+              f"{video.shape[0]} videos of {video.shape[1]} frames {video.shape[2]}x{video.shape[3]}"
+              + (f"; block boundaries at frames {boundaries}" if boundaries else ""))
+
+
+@dataclasses.dataclass
+class Conditioned(GenerateOptions):
+    label: int | None = None
+    """Class to condition on (class-conditional models)."""
+    caption: str | None = None
+    """Caption to condition on (text-conditional models)."""
+    guidance_weight: float | None = None
+    """Classifier-free guidance weight w (Eq. 6; default: the config's)."""
+
+    MINIMUMS: ClassVar[dict] = {**GenerateOptions.MINIMUMS, "guidance_weight": 0}
+    FINITE: ClassVar[tuple] = GenerateOptions.FINITE + ("guidance_weight",)
+
+    def condition(self, model):
+        """c of --label / --caption for a batch (`vdm_fast.inputs.ConditionEncoder`), checked
+        against the model's conditioning; None (the null condition) when neither is given."""
+        kind = model.unet.conditioning
+        flag = {"class": "--label", "text": "--caption"}.get(kind)
+        if self.label is not None and self.caption is not None:
+            raise InputError("give --label or --caption, not both")
+        if self.label is None and self.caption is None:
+            if self.guidance_weight:
+                raise InputError(f"--guidance-weight {self.guidance_weight} needs a condition: "
+                                 + (f"the model is {kind}-conditional; pass {flag}" if flag
+                                    else "the model is unconditional"))
+            return None
+        given = "--label" if self.label is not None else "--caption"
+        if kind == "none":
+            raise InputError(f"{given}: the model is unconditional, nothing can condition it")
+        if given != flag:
+            raise InputError(f"{given}: the model is {kind}-conditional; pass {flag}, not {given}")
+        encoder = ConditionEncoder(model.unet)
+        if kind == "class":
+            if not 0 <= self.label < model.unet.num_classes:
+                raise InputError(f"--label {self.label}: expected a class in [0, {model.unet.num_classes})")
+            return encoder.labels([self.label] * self.batch_size)
+        if not self.caption.strip():
+            raise InputError("--caption is empty: give a caption, or leave --caption out to sample from the "
+                             "null condition")
+        tokens = encoder.caption_tokens(self.caption)
+        if tokens > encoder.max_length:
+            print(f"note: the caption has {tokens} tokens; the model reads the first {encoder.max_length} "
+                  "([CLS] and [SEP] included), as in training", file=sys.stderr)
+        return encoder.captions([self.caption] * self.batch_size)
+
+
+@dataclasses.dataclass
+class FromVideo(Conditioned):
+    video: str | None = None
+    """Input video: a file (MP4, GIF, ...) or a folder of frames."""
+    clip: int | None = None
+    """Instead of --video: this clip of the model's Moving MNIST dataset (test split)."""
+    resize: bool = False
+    """Centre-crop and resize an input video whose size is not the model's."""
+    method: Literal["reconstruction", "replacement"] = "reconstruction"
+    """Conditioning method (Sec. 3.1): reconstruction guidance (Eq. 7) or plain replacement."""
+    w_r: float | None = None
+    """Reconstruction guidance weight w_r (default: the config's, else 5)."""
+    replacement: Literal["marginal", "posterior"] = "marginal"
+    """Replacement variant: z^a_s ~ q(z_s | x^a) or q(z_s | x^a, z^a_t)."""
+
+    MINIMUMS: ClassVar[dict] = {**Conditioned.MINIMUMS, "clip": 0, "w_r": 0}
+    FINITE: ClassVar[tuple] = Conditioned.FINITE + ("w_r",)
+
+    def source(self, model, num_frames: int, *, own_size: bool = False) -> np.ndarray:
+        """The input video [batch_size, T, H, W, C]: --video (at its own size with `own_size`)
+        or `num_frames` frames of dataset clip --clip; exactly one of them."""
+        if (self.video is None) == (self.clip is None):
+            raise InputError("give exactly one input: --video PATH (a video file or frame folder) or --clip INDEX "
+                             "(a clip of the model's Moving MNIST dataset)")
+        if self.video is not None:
+            return load_input_video(self.video, model, batch_size=self.batch_size, resize=self.resize,
+                                    own_size=own_size)
+        return np.repeat(dataset_clips(model, [self.clip], num_frames=num_frames), self.batch_size, axis=0)
+
+    def conditional_options(self, model):
+        return self.options(model, method=self.method, w_r=self.w_r, replacement=self.replacement,
+                            guidance_weight=self.guidance_weight)
