@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from vdm_ref.support import assets
 from vdm_ref.support import i3d_weights as w
 
 # ---------------------------------------------------------------------------------------------
@@ -81,7 +82,7 @@ def model():
 
 def test_weights_load_with_verified_hash():
     path = w.weights_path()
-    assert w.sha256_file(path) == w.I3D_WEIGHTS_SHA256
+    assert assets.sha256_file(path) == w.I3D_WEIGHTS_SHA256
     ckpt = w.load_i3d_checkpoint()
     flat = w.flatten_checkpoint(ckpt)
     # 57 conv + BatchNorm units (3 stem + 9 blocks x 6), each kernel, offset β, moving mean and
@@ -116,14 +117,14 @@ def test_unpickler_refuses_anything_but_numpy_arrays(tmp_path):
     marker = tmp_path / "pwned"
     data = _evil_pickle(marker)
     with pytest.raises(pickle.UnpicklingError, match="builtins.exec"):
-        w.restricted_loads(data)
+        assets.restricted_loads(data)
     bad = tmp_path / "i3d.ckpt"
     bad.write_bytes(data)  # even a file whose hash we are told to trust is not executed
     with pytest.raises(w.I3DWeightsError, match="refusing"):
-        w.load_i3d_checkpoint(bad, sha256=w.sha256_file(bad))
+        w.load_i3d_checkpoint(bad, sha256=assets.sha256_file(bad))
     assert not marker.exists()
     arrays = {"a": np.arange(3, dtype=np.float32), "b": {"c": np.ones((2, 2), np.float32)}}
-    out = w.restricted_loads(pickle.dumps(arrays))
+    out = assets.restricted_loads(pickle.dumps(arrays))
     np.testing.assert_array_equal(out["b"]["c"], arrays["b"]["c"])
 
 

