@@ -4,16 +4,19 @@
     pred = apply(params, config, z, logsnr, cond, frame_mask, dropout_rng=None)
 
 Modules: `layers` (dense / 1x1, 1x3x3 convolution, per-frame GroupNorm, SiLU, dropout, down/up
-sampling, space-to-depth patches), `attention` (spatial and temporal attention, relative position bias, joint-training
-mask, attention pooling), `embedding` (sinusoidal λ embedding, conditioning MLP), `residual`
-(the residual block), `unet` (the block list, init, apply, parameter shapes and FLOPs).
+sampling, space-to-depth patches), `attention` (spatial and temporal attention, relative position
+bias or Shaw et al.'s relative position embeddings, joint-training mask, attention pooling),
+`embedding` (sinusoidal λ embedding, conditioning MLP), `residual` (the residual block), `unet`
+(the block list, init, apply, parameter shapes and FLOPs).
 See docs/network.md for the paper -> code map and the parameter layout.
 """
 
 from .attention import (
     attention_pooling,
     dot_product_attention,
+    relative_attention,
     relative_position_bias,
+    relative_position_embeddings,
     spatial_attention,
     temporal_attention,
     temporal_attention_mask,
@@ -37,7 +40,8 @@ __all__ = [
     "Block", "apply", "attention_pooling", "blocks", "check_inputs", "conditioning_embedding",
     "conv_1x3x3", "count_params", "dense", "depth_to_space", "dot_product_attention",
     "downsample", "dropout",
-    "flops", "group_norm", "init", "logsnr_embedding", "param_shapes", "relative_position_bias",
+    "flops", "group_norm", "init", "logsnr_embedding", "param_shapes", "relative_attention",
+    "relative_position_bias", "relative_position_embeddings",
     "residual_block", "silu", "space_to_depth", "spatial_attention", "temporal_attention",
     "temporal_attention_mask", "upsample",
 ]

@@ -22,7 +22,9 @@ Parameter layout (a nested dict with string keys; leaves are arrays):
 
 with dense = {"w": [in, out], "b": [out]}, conv = {"w": [1, 3, 3, in, out], "b": [out]},
 norm = {"scale": [C], "offset": [C]}; residual / attention blocks as documented in
-`residual.residual_block`, `attention.spatial_attention`, `attention.temporal_attention`.
+`residual.residual_block`, `attention.spatial_attention`, `attention.temporal_attention`
+(whose relative position parameters are "rel_bias": [heads, 2D + 1] for temporal_position
+"bias", or "rel_key", "rel_value": [2D + 1, head_dim] for "shaw").
 """
 
 from __future__ import annotations
@@ -145,8 +147,12 @@ def _residual(cin, cout, emb_dim):
 def _attention(c, temporal, config):
     p = {"norm": _norm(c), "q": _dense(c, c), "k": _dense(c, c), "v": _dense(c, c),
          "out": _dense(c, c, zero=True)}
-    if temporal:
-        p["rel_bias"] = _Leaf((c // config.head_dim, 2 * config.max_relative_distance + 1), "zeros")
+    width = 2 * config.max_relative_distance + 1
+    if temporal and config.temporal_position == "shaw":  # a^K, a^V tables of [45], heads share
+        p["rel_key"] = _Leaf((width, config.head_dim), "zeros")
+        p["rel_value"] = _Leaf((width, config.head_dim), "zeros")
+    elif temporal:
+        p["rel_bias"] = _Leaf((c // config.head_dim, width), "zeros")
     return p
 
 
@@ -206,7 +212,7 @@ def init(config: UNetConfig, key) -> dict:
 
     Weights are drawn N(0, 1/fan_in) in layout order from `numpy.random.default_rng(key)`
     (key: an int seed or a numpy Generator), so the same key gives the same parameters.
-    Biases, the relative position biases and the last layer of every residual/attention block
+    Biases, the relative position tables (bias or a^K, a^V) and the last layer of every residual/attention block
     and of the network start at 0 (so every block starts as the identity); GroupNorm scales at 1.
     """
     rng = key if isinstance(key, np.random.Generator) else np.random.default_rng(key)
@@ -316,7 +322,8 @@ def apply(params, config: UNetConfig, z, logsnr, cond=None, frame_mask=None, *, 
 
 def flops(config: UNetConfig, *, batch=1, frames=None, image_size=None) -> int:
     """FLOPs of one network evaluation: 2 × the multiply-adds of every convolution, dense layer
-    and attention matmul (q kᵀ and the weighted sum of v). Normalisation, activations, softmax
+    and attention matmul (q kᵀ and the weighted sum of v; with temporal_position "shaw" also
+    q a^Kᵀ and the weighted sum of a^V in temporal attention). Normalisation, activations, softmax
     and the text attention pooling (a few matmuls per caption) are left out. Every 3x3 tap is
     counted, zero padding included (XLA's cost analysis skips the padding: 3% fewer at 32x32).
 
@@ -332,6 +339,7 @@ def flops(config: UNetConfig, *, batch=1, frames=None, image_size=None) -> int:
     def conv(pixels, cin, cout):
         return 2 * t * pixels * 9 * cin * cout
 
+    shaw = 2 if config.temporal_position == "shaw" else 1  # q·a^K and α a^V: two more matmuls
     p = config.patch_size
     size //= p
     total += conv(size * size, config.in_channels * p * p, config.channels)
@@ -345,7 +353,7 @@ def flops(config: UNetConfig, *, batch=1, frames=None, image_size=None) -> int:
         elif blk.kind == "spatial_attn":
             total += 2 * t * px * 4 * cin * cin + 2 * 2 * t * px * px * cin
         elif blk.kind == "temporal_attn":
-            total += 2 * t * px * 4 * cin * cin + 2 * 2 * px * t * t * cin
+            total += 2 * t * px * 4 * cin * cin + 2 * 2 * px * t * t * cin * shaw
         elif blk.kind == "down":
             total += conv(px // 4, cin, cout)
         else:
