@@ -1,37 +1,71 @@
-"""Attention modules of the 3D U-Net on `jax.nn.dot_product_attention`: twins of
-`vdm_ref.network.attention`.
+"""Attention modules of the 3D U-Net: twins of `vdm_ref.network.attention`.
 
 - `SpatialAttention`: over the H·W positions of each frame.
 - `TemporalAttention`: over the T frames at each position, with the learned relative position
-  bias (`relative_position_bias`, reused from vdm_ref: a gather under jit) and the joint
-  image-video mask (`temporal_attention_mask`, reused likewise).
+  encoding read from its parameters — the scalar bias per head (`relative_position_bias`) or
+  Shaw et al.'s key/value embeddings (`relative_position_embeddings`), both reused from vdm_ref
+  (a gather under jit) — and the joint image-video mask (`temporal_attention_mask`, likewise).
 - `AttentionPooling`: a caption's tokens to one vector (Sec. 4.3).
 
-The attention kernel is chosen per platform by `attention_implementation`: cuDNN's fused
-attention on a GPU when the inputs are bfloat16/float16 and head_dim is a multiple of 8 and at
-most 128, XLA otherwise; a cuDNN failure at trace time falls back to XLA with a warning
-instead of crashing. A module's `implementation` field ('xla', 'cudnn' or None = automatic)
-overrides the choice.
+Attention paths (chosen per call from static shapes, see docs/network.md "Attention paths"):
+
+- cuDNN's fused kernel (`jax.nn.dot_product_attention(implementation="cudnn")`) on a GPU when
+  the inputs are bfloat16/float16 and head_dim is a multiple of 8 and at most 128
+  (`attention_implementation`); it never materialises the logits. A cuDNN failure at trace
+  time falls back to the paths below with a warning instead of crashing. A module's
+  `implementation` field ('xla', 'cudnn' or None = automatic) overrides the choice.
+- plain: `jax.nn.dot_product_attention(implementation="xla")`, which materialises the float32
+  logits [N, heads, Sq, Sk], when those take at most `LOGITS_LIMIT_BYTES`.
+- memory-efficient (`memory_efficient_attention`) above it: query chunks, each with an online
+  softmax over key chunks (running max and normaliser, float32 accumulation, normalised after
+  the P·V matmul), each chunk under `jax.checkpoint`, so neither the forward nor the backward
+  pass holds more than one chunk's logits (`CHUNK_LOGITS_BYTES`).
+
+Shaw et al.'s relative attention cannot go through `jax.nn.dot_product_attention` (its value
+term needs the attention weights), so it always runs the chunked kernel (one chunk when the
+logits fit).
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Bool, Float
 
-from vdm_ref.network.attention import relative_position_bias, temporal_attention_mask
+from vdm_ref.network.attention import (
+    relative_position_bias,
+    relative_position_embeddings,
+    temporal_attention_mask,
+)
 
 from .layers import Dense, GroupNorm
 
 __all__ = [
-    "AttentionPooling", "SpatialAttention", "TemporalAttention", "attention_implementation",
-    "attention_pooling", "dot_product_attention", "relative_position_bias", "spatial_attention",
-    "temporal_attention", "temporal_attention_mask",
+    "AttentionPooling", "CHUNK_LOGITS_BYTES", "KEY_CHUNK", "LOGITS_LIMIT_BYTES",
+    "SpatialAttention", "TemporalAttention", "attention_implementation", "attention_pooling",
+    "chunk_sizes", "dot_product_attention", "logits_bytes", "memory_efficient_attention",
+    "relative_attention", "relative_position_bias", "relative_position_embeddings",
+    "spatial_attention", "temporal_attention", "temporal_attention_mask",
 ]
+
+LOGITS_LIMIT_BYTES = 256 * 2**20
+"""Above this size of the float32 logits (N·heads·Sq·Sk·4 bytes) attention takes the
+memory-efficient path. 256 MiB keeps the plain path for every attention of the CPU presets
+(mnist-small's largest is 0.5 MiB per example) and chunks e.g. the 64x64 spatial attention
+(4096 tokens: 64 MiB per frame and head). Read at trace time: tests lower it (monkeypatch) to
+force the chunked path on small shapes."""
+
+CHUNK_LOGITS_BYTES = 16 * 2**20
+"""The memory-efficient path sizes its query chunks so one chunk's float32 logits
+(N·heads·query_chunk·key_chunk·4 bytes) take at most this (at least one query per chunk)."""
+
+KEY_CHUNK = 1024
+"""Keys per chunk of the memory-efficient path's online softmax (fewer keys: one chunk)."""
 
 _FUSED_DTYPES = (jnp.bfloat16, jnp.float16)
 
@@ -43,7 +77,152 @@ def attention_implementation(dtype, head_dim: int) -> str:
     return "cudnn" if fused else "xla"
 
 
+def logits_bytes(q, k) -> int:
+    """Bytes of the float32 logits of attention between q: [N, Sq, heads, d] and k: [N, Sk, ...]."""
+    n, sq, heads, _ = q.shape
+    return 4 * n * heads * sq * k.shape[1]
+
+
+def chunk_sizes(n: int, heads: int, sq: int, sk: int) -> tuple[int, int]:
+    """(query_chunk, key_chunk) of the memory-efficient path: key_chunk = min(Sk, KEY_CHUNK);
+    query_chunk the largest power of two (at most Sq, at least 1) whose chunk logits
+    N·heads·query_chunk·key_chunk·4 bytes fit in CHUNK_LOGITS_BYTES."""
+    key_chunk = min(sk, KEY_CHUNK)
+    rows = max(1, CHUNK_LOGITS_BYTES // (4 * n * heads * key_chunk))
+    return min(sq, 2 ** int(math.log2(rows))), key_chunk
+
+
+# ---------------------------------------------------------------------------------------------
+# The memory-efficient kernel. Heads-major layout inside: q [N, heads, Sq, d], k, v
+# [N, heads, Sk, d]; bias / mask broadcastable to [N, heads, Sq, Sk] (4-D); the Shaw tables
+# a^K, a^V: [Sq, Sk, d]. A chunk of queries [q0, q0 + cq) against keys [k0, k0 + ck).
+
+
+def _window(a, axis, start, size):
+    """a[..., start:start + size, ...] along `axis`, or a itself where that axis broadcasts."""
+    if a is None or a.shape[axis] == 1:
+        return a
+    return jax.lax.dynamic_slice_in_dim(a, start, size, axis)
+
+
+def _chunk_logits(q, k, bias, mask, rel_key, q0, cq, k0, ck):
+    """l = q kᵀ (+ q a^Kᵀ) (+ bias), masked like `jax.nn.dot_product_attention`: [N, h, cq, ck]
+    in float32 (float64 for float64 inputs); q arrives scaled by 1/√d."""
+    dtype = jnp.promote_types(q.dtype, jnp.float32)
+    kc = _window(k, 2, k0, ck)
+    logits = jnp.einsum("nhqd,nhkd->nhqk", q, kc, preferred_element_type=dtype)
+    if rel_key is not None:
+        a = _window(_window(rel_key, 0, q0, cq), 1, k0, ck).astype(q.dtype)
+        logits = logits + jnp.einsum("nhqd,qkd->nhqk", q, a, preferred_element_type=dtype)
+    if bias is not None:
+        logits = logits + _window(_window(bias, 2, q0, cq), 3, k0, ck).astype(dtype)
+    if mask is not None:
+        large_negative = -0.7 * float(jnp.finfo(jnp.float32).max)
+        logits = jnp.where(_window(_window(mask, 2, q0, cq), 3, k0, ck), logits,
+                           jnp.asarray(large_negative, dtype))
+    return logits
+
+
+def _weighted_values(p, v, rel_value, q0, cq, k0, ck):
+    """Σ_k p_qk v_k (+ Σ_k p_qk a^V_qk) over one key chunk: [N, h, cq, d], float accumulation."""
+    dtype = p.dtype
+    pv = p.astype(v.dtype)
+    out = jnp.einsum("nhqk,nhkd->nhqd", pv, _window(v, 2, k0, ck), preferred_element_type=dtype)
+    if rel_value is not None:
+        a = _window(_window(rel_value, 0, q0, cq), 1, k0, ck).astype(v.dtype)
+        out = out + jnp.einsum("nhqk,qkd->nhqd", pv, a, preferred_element_type=dtype)
+    return out
+
+
+def _query_chunk(q, k, v, bias, mask, rel_key, rel_value, q0, cq, ck):
+    """Attention of the queries [q0, q0 + cq) over all keys, online softmax over key chunks.
+
+    Per key chunk c with logits l_c: m' = max(m, max_k l_c), s = s·e^{m − m'} + Σ_k e^{l_c − m'},
+    o = o·e^{m − m'} + Σ_k e^{l_c − m'} v_k; at the end o / s (deferred normalisation). m is a
+    stabiliser the result does not depend on, so no gradient flows through it.
+    """
+    sk = k.shape[2]
+    qc = _window(q, 2, q0, cq)
+
+    def block(k0, size):
+        logits = _chunk_logits(qc, k, bias, mask, rel_key, q0, cq, k0, size)
+        return logits, jax.lax.stop_gradient(jnp.max(logits, axis=-1, keepdims=True))
+
+    def first(k0, size):
+        logits, m = block(k0, size)
+        p = jnp.exp(logits - m)
+        return m, jnp.sum(p, axis=-1, keepdims=True), _weighted_values(
+            p, v, rel_value, q0, cq, k0, size)
+
+    def update(carry, k0, size):
+        m, s, o = carry
+        logits, m_chunk = block(k0, size)
+        m_new = jnp.maximum(m, m_chunk)
+        p = jnp.exp(logits - m_new)
+        shrink = jnp.exp(m - m_new)
+        return (m_new, s * shrink + jnp.sum(p, axis=-1, keepdims=True),
+                o * shrink + _weighted_values(p, v, rel_value, q0, cq, k0, size))
+
+    full, tail = divmod(sk, ck)
+    carry = first(0, ck)
+    if full > 1:
+        step = jax.checkpoint(lambda c, k0: (update(c, k0, ck), None), prevent_cse=False)
+        carry, _ = jax.lax.scan(step, carry, jnp.arange(1, full) * ck)
+    if tail:
+        carry = update(carry, full * ck, tail)
+    _, s, o = carry
+    return (o / s).astype(v.dtype)
+
+
+def _chunked_heads_major(q, k, v, bias=None, mask=None, rel_key=None, rel_value=None,
+                         query_chunk=None, key_chunk=None):
+    """Memory-efficient attention, heads-major: q [N, h, Sq, d], k, v [N, h, Sk, d] ->
+    [N, h, Sq, d]. Query chunks are a `lax.map` (each under `jax.checkpoint`), the remainder
+    one more call; chunk sizes default to `chunk_sizes`."""
+    n, heads, sq, d = q.shape
+    sk = k.shape[2]
+    cq, ck = chunk_sizes(n, heads, sq, sk)
+    cq, ck = min(sq, query_chunk or cq), min(sk, key_chunk or ck)
+    q = q * jnp.asarray(1.0 / np.sqrt(d), q.dtype)
+    args = (k, v, bias, mask, rel_key, rel_value)
+
+    def chunk(q0, size):
+        return _query_chunk(q, *args, q0, size, ck)
+
+    full, tail = divmod(sq, cq)
+    if full == 1:
+        outs = [chunk(0, cq)]
+    else:
+        stacked = jax.lax.map(jax.checkpoint(lambda q0: chunk(q0, cq), prevent_cse=False),
+                              jnp.arange(full) * cq)  # [full, N, h, cq, d]
+        outs = [jnp.moveaxis(stacked, 0, 2).reshape(n, heads, full * cq, d)]
+    if tail:
+        outs.append(jax.checkpoint(lambda: chunk(full * cq, tail))())
+    return outs[0] if len(outs) == 1 else jnp.concatenate(outs, axis=2)
+
+
+def _heads_major(x):
+    return jnp.transpose(x, (0, 2, 1, 3))
+
+
+def memory_efficient_attention(q, k, v, bias=None, mask=None, *, query_chunk=None,
+                               key_chunk=None):
+    """softmax(q kᵀ / √d + bias | mask) v like `dot_product_attention`, without materialising
+    the logits: query chunks, each with an online softmax over key chunks (float32 running max
+    and normaliser, normalised after the P·V matmul), each chunk under `jax.checkpoint`.
+
+    q: [N, Sq, heads, d]; k, v: [N, Sk, heads, d]; bias, mask: broadcastable to
+    [N, heads, Sq, Sk] (4-D; mask True = keep, masked logits as in `jax.nn.dot_product_attention`,
+    so a fully masked row averages every key). query_chunk / key_chunk: None = `chunk_sizes`;
+    any sizes work (a remainder chunk takes the rest). Returns [N, Sq, heads, d].
+    """
+    out = _chunked_heads_major(*map(_heads_major, (q, k, v)), bias, mask,
+                               query_chunk=query_chunk, key_chunk=key_chunk)
+    return _heads_major(out)
+
+
 def _attend(q, k, v, bias=None, mask=None, implementation=None):
+    """Attention [N, Sq, heads, d] by the path of the module docstring."""
     impl = implementation or attention_implementation(q.dtype, q.shape[-1])
     if bias is not None:
         bias = bias.astype(q.dtype)
@@ -55,22 +234,41 @@ def _attend(q, k, v, bias=None, mask=None, implementation=None):
         except (RuntimeError, ValueError, NotImplementedError, TypeError) as err:
             warnings.warn(f"cuDNN attention unavailable ({type(err).__name__}: {err}); using XLA",
                           RuntimeWarning, stacklevel=2)
+    if logits_bytes(q, k) > LOGITS_LIMIT_BYTES:
+        return memory_efficient_attention(q, k, v, bias, mask)
     return jax.nn.dot_product_attention(q, k, v, bias=bias, mask=mask, implementation="xla")
 
 
 def dot_product_attention(q, k, v, bias=None, mask=None):
-    """Twin of `vdm_ref.network.attention.dot_product_attention` (same shapes and masking):
-    `jax.nn.dot_product_attention` with the implementation of `attention_implementation`."""
+    """Twin of `vdm_ref.network.attention.dot_product_attention` (same shapes and masking): the
+    path of the module docstring (cuDNN / plain XLA / memory-efficient)."""
     return _attend(q, k, v, bias, mask)
 
 
-def _self_attention(block, y, bias=None, mask=None):
-    """Out(Attention(y Wq, y Wk, y Wv)) for y: [N, S, C], heads of block.head_dim channels."""
+def relative_attention(q, k, v, key_embeddings, value_embeddings, mask=None):
+    """Twin of `vdm_ref.network.attention.relative_attention` (Shaw et al. 2018 [45]):
+    e_ij = q_i·(k_j + a^K_ij)/√d, z_i = Σ_j α_ij (v_j + a^V_ij), on the chunked kernel (one
+    chunk while the logits fit in LOGITS_LIMIT_BYTES). q, k, v: [N, S, heads, d]; a^K, a^V:
+    [S, S, d]; mask broadcastable to [N, heads, S, S]. Returns [N, S, heads, d]."""
+    n, sq, heads, _ = q.shape
+    sk = k.shape[1]
+    one_chunk = logits_bytes(q, k) <= LOGITS_LIMIT_BYTES
+    out = _chunked_heads_major(*map(_heads_major, (q, k, v)), None, mask, key_embeddings,
+                               value_embeddings, query_chunk=sq if one_chunk else None,
+                               key_chunk=sk if one_chunk else None)
+    return _heads_major(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# Modules
+
+
+def _self_attention(block, y, attend):
+    """Out(attend(y Wq, y Wk, y Wv)) for y: [N, S, C], heads of block.head_dim channels."""
     n, s, c = y.shape
     heads = c // block.head_dim
     q, k, v = (f(y).reshape(n, s, heads, block.head_dim) for f in (block.q, block.k, block.v))
-    o = _attend(q, k, v, bias, mask, block.implementation)
-    return block.out(o.reshape(n, s, c))
+    return block.out(attend(q, k, v).reshape(n, s, c))
 
 
 def _attention_params(block) -> dict:
@@ -108,15 +306,19 @@ class SpatialAttention(eqx.Module):
 
     def __call__(self, x: Float[Array, "b t h w c"]) -> Float[Array, "b t h w c"]:
         b, t, h, w, c = x.shape
-        y = _self_attention(self, self.norm(x).reshape(b * t, h * w, c))
+        y = _self_attention(self, self.norm(x).reshape(b * t, h * w, c),
+                            lambda q, k, v: _attend(q, k, v, implementation=self.implementation))
         return x + y.reshape(x.shape)
 
 
 class TemporalAttention(eqx.Module):
     """Temporal self-attention block x + Out(Attn(GN(x))) (Sec. 3) over frames, space as a
-    batch axis, with the relative position bias and the joint image-video mask.
+    batch axis, with the relative position encoding and the joint image-video mask.
 
-    Twin of `vdm_ref.network.attention.temporal_attention`.
+    The encoding follows the parameters: "rel_bias" [heads, 2D + 1] (temporal_position "bias",
+    logits + B[h, i, j]) or "rel_key", "rel_value" [2D + 1, head_dim] ("shaw", Sec. 3's
+    relative position embeddings [45] added to keys and values). Twin of
+    `vdm_ref.network.attention.temporal_attention`.
     """
 
     norm: GroupNorm
@@ -124,30 +326,50 @@ class TemporalAttention(eqx.Module):
     k: Dense
     v: Dense
     out: Dense
-    rel_bias: Float[Array, "heads width"]
+    rel_bias: Float[Array, "heads width"] | None
+    rel_key: Float[Array, "width head_dim"] | None
+    rel_value: Float[Array, "width head_dim"] | None
     head_dim: int = eqx.field(static=True)
     implementation: str | None = eqx.field(static=True, default=None)
 
     @classmethod
     def from_params(cls, params: dict, *, head_dim: int, groups: int,
                     implementation: str | None = None) -> TemporalAttention:
-        """From {"norm", "q", "k", "v", "out", "rel_bias": [heads, 2D + 1]}."""
-        return cls(*_attention_fields(params, groups), jnp.asarray(params["rel_bias"]),
-                   head_dim, implementation)
+        """From {"norm", "q", "k", "v", "out"} and {"rel_bias": [heads, 2D + 1]} or
+        {"rel_key", "rel_value": [2D + 1, head_dim]}."""
+        tables = [jnp.asarray(params[n]) if n in params else None
+                  for n in ("rel_bias", "rel_key", "rel_value")]
+        if ("rel_bias" in params) == ("rel_key" in params and "rel_value" in params):
+            raise ValueError(f"temporal attention params have keys {sorted(params)}: expected "
+                             "'rel_bias' or both 'rel_key' and 'rel_value'")
+        return cls(*_attention_fields(params, groups), *tables, head_dim, implementation)
 
     def to_params(self) -> dict:
+        if self.rel_bias is None:
+            return {**_attention_params(self), "rel_key": self.rel_key,
+                    "rel_value": self.rel_value}
         return {**_attention_params(self), "rel_bias": self.rel_bias}
 
     def __call__(self, x: Float[Array, "b t h w c"],
                  frame_mask: Bool[Array, "b t"] | None = None) -> Float[Array, "b t h w c"]:
         b, t, h, w, c = x.shape
         y = self.norm(x).transpose(0, 2, 3, 1, 4).reshape(b * h * w, t, c)
-        bias = relative_position_bias(self.rel_bias, t)[None]  # [1, heads, t, t]
         mask = None
         if frame_mask is not None:
             keep = temporal_attention_mask(jnp.asarray(frame_mask))[:, None, None]  # [b,1,1,t,t]
             mask = jnp.broadcast_to(keep, (b, h * w, 1, t, t)).reshape(b * h * w, 1, t, t)
-        y = _self_attention(self, y, bias, mask)
+        if self.rel_bias is None:
+            a_key, a_value = (relative_position_embeddings(table, t).astype(y.dtype)
+                              for table in (self.rel_key, self.rel_value))
+
+            def attend(q, k, v):
+                return relative_attention(q, k, v, a_key, a_value, mask)
+        else:
+            bias = relative_position_bias(self.rel_bias, t)[None]  # [1, heads, t, t]
+
+            def attend(q, k, v):
+                return _attend(q, k, v, bias, mask, self.implementation)
+        y = _self_attention(self, y, attend)
         return x + y.reshape(b, h, w, t, c).transpose(0, 3, 1, 2, 4)
 
 
