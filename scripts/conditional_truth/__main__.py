@@ -1,0 +1,105 @@
+"""Command line (run from the repository root):
+
+    python -m scripts.conditional_truth run sr interpolation prediction extend --seed 0 --videos 32 --steps 64
+    python -m scripts.conditional_truth report --runs /tmp/conditional_runs --assets docs/assets/conditional
+
+`run` writes RUNS/<task>_seed<S>[_<tag>].json (settings, every number, wall time, load average)
+and the .npz beside it (the condition, every generated set, the truth); `report` prints the
+Markdown tables over seeds (the files of one task and seed merged: a later `--tag pc
+--no-baselines` run adds rows) and writes one PNG strip per task from the lowest seed's videos.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import report, tasks
+
+
+def _machine() -> str:
+    return f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} CPUs, {platform.system()}".strip()
+
+
+def run(args, model=None) -> list[Path]:
+    """Each task of args for args.seed on `model` (default: the checkpoint args.checkpoint)."""
+    from vdm_fast.generation import describe, load_model
+
+    model = load_model(args.checkpoint) if model is None else model
+    out = Path(args.runs)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    kwargs = {"sr": dict(w_rs=tuple(args.w_r), samplers=tuple(args.samplers), baselines=not args.no_baselines),
+              "interpolation": dict(w_rs=tuple(args.temporal_w_r)), "prediction": dict(w_rs=tuple(args.temporal_w_r)),
+              "extend": dict(w_r=args.extend_w_r, reference_videos=args.reference_videos)}
+    for task in args.tasks:
+        print(f"{task}, seed {args.seed}: {args.videos} videos, {args.steps} steps", flush=True)
+        load_start, t0 = os.getloadavg()[0], time.perf_counter()
+        result, videos = tasks.TASKS[task](model, args.seed, args.videos, args.steps, **kwargs[task])
+        wall = time.perf_counter() - t0
+        result.update(task=task, seed=args.seed, tag=args.tag, videos=args.videos, steps=args.steps, checkpoint=args.checkpoint,
+                      model=describe(model), data=tasks.data_settings(model), wall_seconds=wall,
+                      load_start=load_start, load_end=os.getloadavg()[0], machine=_machine(),
+                      date=datetime.date.today().isoformat(),
+                      sampler="ancestral γ = 0.1 (pc: + Langevin corrector δ = 0.1), x̂ clipped to [-1, 1], "
+                              "marginal replacement")
+        stem = out / (f"{task}_seed{args.seed}" + (f"_{args.tag}" if args.tag else ""))
+        stem.with_suffix(".json").write_text(json.dumps(result, indent=1, default=float))
+        np.savez_compressed(stem.with_suffix(".npz"), **{k: np.asarray(v, np.float32) for k, v in videos.items()})
+        written.append(stem.with_suffix(".json"))
+        print(f"{task}, seed {args.seed}: {wall:.0f} s -> {stem}.json", flush=True)
+    return written
+
+
+def write_report(args) -> str:
+    text = report.markdown(args.runs)
+    print(text)
+    assets = Path(args.assets)
+    assets.mkdir(parents=True, exist_ok=True)
+    for task, runs in report.load_runs(args.runs).items():
+        first = runs[0]
+        marks = first["rows"][next(iter(first["rows"]))].get("boundaries", ()) if task == "extend" else ()
+        img = report.task_strip(first["npz"], videos=args.strip_videos, scale=1 if task == "extend" else 2,
+                                marks=marks)
+        path = assets / f"{task}.png"
+        img.save(path)
+        print(f"wrote {path}")
+    return text
+
+
+def main(argv=None, model=None):
+    """The command line; `model` (a `vdm_fast.generation.Model`) replaces --checkpoint when given."""
+    p = argparse.ArgumentParser(prog="python -m scripts.conditional_truth", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="run tasks for one seed")
+    r.add_argument("tasks", nargs="+", choices=sorted(tasks.TASKS))
+    r.add_argument("--checkpoint", default="checkpoints/mnist-small")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--videos", type=int, default=32)
+    r.add_argument("--steps", type=int, default=64)
+    r.add_argument("--w-r", type=float, nargs="+", default=[1.0, 5.0, 20.0], help="Eq. 8 weights (sr)")
+    r.add_argument("--samplers", nargs="+", default=["ancestral", "pc"], choices=["ancestral", "pc"])
+    r.add_argument("--temporal-w-r", type=float, nargs="+", default=[5.0], help="Eq. 7 weights (interpolation, prediction)")
+    r.add_argument("--extend-w-r", type=float, default=5.0)
+    r.add_argument("--reference-videos", type=int, default=64, help="real clips for the extension reference rows")
+    r.add_argument("--runs", default="/tmp/conditional_runs")
+    r.add_argument("--tag", default="", help="file name suffix: rows of a further run of the same task and seed")
+    r.add_argument("--no-baselines", action="store_true", help="sr: skip the classical and unguided rows")
+    s = sub.add_parser("report", help="tables over seeds and strips")
+    s.add_argument("--runs", default="/tmp/conditional_runs")
+    s.add_argument("--assets", default="docs/assets/conditional")
+    s.add_argument("--strip-videos", type=int, default=2)
+    args = p.parse_args(argv)
+    return run(args, model) if args.command == "run" else write_report(args)
+
+
+if __name__ == "__main__":
+    main()
