@@ -51,14 +51,9 @@ class Observation(eqx.Module):
     factor: int = eqx.field(default=1, static=True)
 
     def __check_init__(self):
-        if (self.x is None) != (self.mask is None):
-            raise ValueError("Observation needs both x and mask, or neither")
-        if (self.low_res is None) != (self.low_res_mask is None):
-            raise ValueError("Observation needs both low_res and low_res_mask, or neither")
-        if self.x is None and self.low_res is None:
-            raise ValueError("Observation must observe something: give x and mask and/or low_res")
-        if self.x is not None and self.x.ndim != self.mask.ndim:
-            raise ValueError(f"mask must have the rank of x ({self.x.ndim}), got shape {tuple(self.mask.shape)}")
+        # the reference's checks (both parts of x/mask and low_res/low_res_mask, something
+        # observed, mask of x's rank) run in its constructor
+        _ref_conditioning.Observation(self.x, self.mask, self.low_res, self.low_res_mask, self.factor)
         if int(self.factor) != self.factor or self.factor < 1:
             raise ValueError(f"factor must be a positive integer, got {self.factor!r}")
 
