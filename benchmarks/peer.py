@@ -252,7 +252,8 @@ def merge(eval_row: dict, train_row: dict) -> dict:
     for k in ("model", "params", "batch", "video"):
         row.setdefault(k, train_row.get(k))
     row.update(eval_s=eval_row.get("eval_s"), eval_cpu_s=eval_row.get("eval_cpu_s"),
-               train_step_s=train_row.get("train_step_s"), compile_eval_s=eval_row.get("compile_s"),
+               train_step_s=train_row.get("train_step_s"), train_step_cpu_s=train_row.get("train_step_cpu_s"),
+               compile_eval_s=eval_row.get("compile_s"),
                compile_train_s=train_row.get("compile_s"), peak_rss_eval_mb=eval_row.get("peak_rss_mb"),
                peak_rss_train_mb=train_row.get("peak_rss_mb"), eval_error=eval_row.get("error"),
                train_error=train_row.get("error"))
@@ -302,11 +303,12 @@ def markdown(result: dict) -> str:
              f"jax {result.get('jax', '?')}, torch {result.get('torch', '?')}, repeats {result['repeats']}; "
              f"load average at start {result['load_average_start'][0]:.1f}, "
              f"at end {result['load_average_end'][0]:.1f}.", "",
-             "| shape | model | params | GFLOP fwd / example | network eval (CPU time) | train step | "
+             "| shape | model | params | GFLOP fwd / example | network eval (CPU time) | train step (CPU time, peer) | "
              "compile eval / step | peak RSS eval / train | GFLOP/s eval / train |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in result["rows"]:
-        train = _s(r["train_step_s"]) if not r["train_error"] else f"**failed: {r['train_error']}**"
+        train = (_s(r["train_step_s"]) + (f" ({_s(r['train_step_cpu_s'])})" if r.get("train_step_cpu_s") else "")
+                 if not r["train_error"] else f"**failed: {r['train_error']}**")
         ev = (f"{_s(r['eval_s'])} ({_s(r['eval_cpu_s'])})" if not r["eval_error"]
               else f"**failed: {r['eval_error']}**")
         flops = r.get("flops_fwd_per_example")

@@ -31,7 +31,7 @@ FAKE_PEER = textwrap.dedent("""
     if a.phase == "eval":
         row.update(flops_fwd_per_example=2e9, eval_s=0.5, eval_cpu_s=0.9)
     else:
-        row.update(train_step_s=2.0)
+        row.update(train_step_s=2.0, train_step_cpu_s=3.5)
     print(json.dumps(row))
 """)
 
@@ -68,7 +68,9 @@ def test_driver_reads_a_peer_and_computes_flop_rates(fake_peer, monkeypatch):
     # the child touched 64 MB; wait4's max RSS is the child's own, not the parent's
     assert 64 <= row["peak_rss_eval_mb"] < 1024 and 64 <= row["peak_rss_train_mb"] < 1024
     assert result["torch"] == "fake"
-    assert "| A: B=2, 8x32x32x3, 32 ch x (1,2,4), attention at every level | VDP |" in peer.markdown(result)
+    table = peer.markdown(result)
+    assert "| A: B=2, 8x32x32x3, 32 ch x (1,2,4), attention at every level | VDP |" in table
+    assert "| 0.5 s (0.9 s) | 2 s (3.5 s) |" in table
 
 
 @pytest.mark.parametrize("mode,message", [("oom", "MemoryError: cannot allocate 46.7 GB"),
