@@ -5,6 +5,7 @@ The runs use a one-level U-Net on 8x8 Moving MNIST (compiles in seconds). Subpro
 a persistent compilation cache, so only the first one compiles.
 """
 
+import dataclasses
 import json
 import os
 import signal
@@ -17,7 +18,9 @@ import numpy as np
 import pytest
 
 from vdm_fast.training import Train, TrainError, train
-from vdm_fast.training.loop import check_memory, resolve_config
+from vdm_fast.training.memory import check_memory
+from vdm_fast.training.options import resolve_config
+from vdm_ref.configs import config_to_dict
 from vdm_ref.support import checkpoint as ckpt
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -155,7 +158,8 @@ def test_conditioned_training_runs_end_to_end(tmp_path, conditioning):
 
 
 def _opts(tmp_path, **kw):
-    return Train(**{**MINI_KW, "run_dir": str(tmp_path / "run"), **kw}).options()
+    base = {k: v for k, v in MINI_KW.items() if not ("data_dir" in kw and k.startswith("mnist_"))}
+    return Train(**{**base, "run_dir": str(tmp_path / "run"), **kw}).options()
 
 
 def test_missing_data_folder(tmp_path):
@@ -225,11 +229,16 @@ def test_refuses_an_existing_run_dir_and_resume_without_checkpoint(tmp_path):
 
 
 def test_checkpoint_from_another_config(tmp_path):
+    """--resume takes the saved configuration: a flag given explicitly that differs from it is
+    refused by its CLI name; through the API (TrainOptions) the checkpoint's configuration is
+    compared field by field."""
     other = resolve_config("tiny", dict(channels=16, channel_mult=(1,), attn_resolutions=(), image_size=8,
                                         frames=2, image_frames=1, in_channels=1, out_channels=1, batch_size=2))
-    from vdm_fast.training.loop import config_to_dict
-
     ckpt.save_checkpoint(tmp_path / "run", 5, {"params": {}}, {"config": config_to_dict(other), "seed": 0,
                                                               "recipe": {}})
-    with pytest.raises(TrainError, match=r"another configuration(.|\n)*unet.channels: 16 \(checkpoint\) vs 8"):
-        train(_opts(tmp_path, resume=True))
+    with pytest.raises(TrainError, match=r"--resume continues the run saved in .*meta.json, but --channels 8 "
+                                         r"\(the run: 16\)"):
+        _opts(tmp_path, resume=True)
+    opts = dataclasses.replace(_opts(tmp_path), resume=True)  # the flags' config, not the saved one
+    with pytest.raises(TrainError, match=r"another configuration.*unet.channels: 16 \(checkpoint\) vs 8"):
+        train(opts)

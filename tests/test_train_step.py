@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 from vdm_fast import train as fast_train
-from vdm_fast.training import sharding as shd
-from vdm_fast.training.loop import resolve_config
+from vdm_fast import sharding as shd
+from vdm_fast.training.options import resolve_config
 from vdm_ref import train as ref_train
 from vdm_ref.support.eval.shift_coherence import temporal_coherence
 from vdm_ref.network import init
@@ -31,6 +31,7 @@ CONFIG = resolve_config("tiny", dict(
     dropout=0.1, cond_dropout=0.5, weight_decay=0.01, batch_size=4, learning_rate=1e-2))
 RECIPE = ref_train.Recipe(warmup_steps=2, grad_clip=0.5, adam_eps=1e-3, ema_warmup=True)
 ATOL = 2e-5
+MIN_SIZE = 1024
 
 
 def _batch(seed=0):
@@ -87,17 +88,18 @@ def test_sharded_step_matches_single_device(fast_two_steps, data, fsdp):
     """2x2 (the default run) splits the batch over 4 devices and the weights over 2; 4x1 (slow)
     is pure data parallelism."""
     _, single = fast_two_steps
-    mesh = shd.make_mesh(data, fsdp)
+    mesh = shd.data_fsdp_mesh(data, fsdp)
     state = fast_train.init_train_state(CONFIG, _params(), RECIPE)
-    state_sh = shd.state_sharding(mesh, state)
-    batch_sh = shd.batch_sharding(mesh, _batch(0))
+    # MIN_SIZE below the default so that this small network's convolutions really are split
+    state_sh = shd.param_shardings(state, mesh, fsdp=True, axis="fsdp", min_size=MIN_SIZE)
+    batch_sh = shd.batch_sharding(mesh, axis=shd.TRAIN_AXES)
     step = fast_train.make_train_step(CONFIG, RECIPE, state_sharding=state_sh, batch_sharding=batch_sh)
-    state = shd.place(state, state_sh)
+    state = jax.device_put(state, state_sh)
     if fsdp > 1:  # FSDP really splits the large weights
         w = state["params"]["mid_res_0"]["conv_1"]["w"]
         assert w.sharding.shard_shape(w.shape) != w.shape
     for n in range(2):
-        state, metrics = step(state, shd.place(_batch(n), batch_sh), ref_train.step_key(0, n))
+        state, metrics = step(state, jax.device_put(_batch(n), batch_sh), ref_train.step_key(0, n))
         want_state, want = single[n]
         assert abs(float(metrics["loss"]) - want["loss"]) <= 1e-5 * abs(want["loss"])
         got = fast_train.state_to_canonical(state)

@@ -14,10 +14,19 @@ batch tuple/dict.
 FSDP rule (`fsdp_partition_spec`): a parameter with at least `min_size` elements is split over
 the mesh axis along its largest dimension divisible by that axis' size (the earliest such
 dimension on a tie); smaller or indivisible parameters are replicated.
+
+Training (`vdm_fast.training`) uses the same functions on a ('data', 'fsdp') mesh
+(`data_fsdp_mesh`): every batch split over both axes (`batch_sharding(mesh, axis=TRAIN_AXES)`,
+each device takes B / devices examples), the parameters, their EMA and Adam's moments split over
+'fsdp' by the FSDP rule (`param_shardings(state, mesh, fsdp=True, axis="fsdp")`; with
+fsdp = 1 everything is replicated and XLA all-reduces the gradient). Multi-host:
+`initialize_distributed` wraps `jax.distributed.initialize`; every process builds the same mesh
+over all devices and feeds its own rows of the global batch (`global_batch`).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import jax
@@ -28,6 +37,9 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 #: Parameters smaller than this stay replicated under FSDP (splitting them saves little memory
 #: and costs a collective each).
 FSDP_MIN_SIZE = 2**14
+
+#: The axes of a training mesh: batches split over both, parameters over 'fsdp'.
+TRAIN_AXES = ("data", "fsdp")
 
 
 def make_mesh(shape: Sequence[int] | None = None, names: Sequence[str] = ("data",), *,
@@ -62,20 +74,26 @@ def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec())
 
 
-def batch_sharding(mesh: Mesh, *, axis: str = "data") -> NamedSharding:
-    """The sharding that splits an array's leading (batch) axis over mesh axis `axis`."""
+def batch_sharding(mesh: Mesh, *, axis: str | tuple[str, ...] = "data") -> NamedSharding:
+    """The sharding that splits an array's leading (batch) axis over mesh axis `axis` (a name,
+    or a tuple of names to split over several axes at once, e.g. `TRAIN_AXES`)."""
     return NamedSharding(mesh, PartitionSpec(axis))
+
+
+def _axis_size(mesh: Mesh, axis: str | tuple[str, ...]) -> int:
+    names = (axis,) if isinstance(axis, str) else tuple(axis)
+    return int(np.prod([mesh.shape[a] for a in names]))
 
 
 def _is_array(x) -> bool:
     return isinstance(x, (jax.Array, np.ndarray, np.generic))
 
 
-def shard_batch(batch, mesh: Mesh, *, axis: str = "data"):
+def shard_batch(batch, mesh: Mesh, *, axis: str | tuple[str, ...] = "data"):
     """Place every array of a pytree with its leading axis split over mesh axis `axis` (data
     parallelism); 0-d arrays are replicated. Raises ValueError when a batch size is not a
     multiple of the axis size."""
-    n = mesh.shape[axis]
+    n = _axis_size(mesh, axis)
 
     def place(x):
         if not _is_array(x):
@@ -127,3 +145,65 @@ def shard_params(params, mesh: Mesh, *, fsdp: bool = False, axis: str = "data",
     return jax.tree_util.tree_map(
         lambda x: jax.device_put(x, _param_sharding(x, mesh, fsdp, axis, min_size))
         if _is_array(x) else x, params)
+
+
+# ---------------------------------------------------------------------------------------------
+# Training meshes and multi-host runs
+
+
+def data_fsdp_mesh(data: int = -1, fsdp: int = 1) -> Mesh:
+    """`make_mesh((data, fsdp), TRAIN_AXES)` over the first data·fsdp devices; data = -1 takes
+    every device `fsdp` leaves. Raises ValueError naming the sizes when they do not fit the
+    devices."""
+    n = jax.device_count()
+    if fsdp < 1 or n % fsdp:
+        raise ValueError(f"fsdp={fsdp}: expected a divisor of the {n} devices")
+    if data == -1:
+        data = n // fsdp
+    if data < 1 or data * fsdp > n:
+        raise ValueError(f"mesh data={data} x fsdp={fsdp} = {data * fsdp} devices, but there are {n} "
+                         "(a data size of -1 takes all devices)")
+    return make_mesh((data, fsdp), TRAIN_AXES, devices=jax.devices()[: data * fsdp])
+
+
+def check_batch_size(batch_size: int, mesh: Mesh, *, axis: str | tuple[str, ...] = TRAIN_AXES) -> None:
+    """Raise ValueError unless a global batch splits evenly over the devices of `axis`."""
+    n = _axis_size(mesh, axis)
+    if batch_size % n:
+        raise ValueError(f"batch_size={batch_size}: expected a multiple of the {n} devices of the "
+                         f"mesh {dict(mesh.shape)} (each device takes batch_size / {n} examples)")
+
+
+def global_batch(local_batch, sharding: NamedSharding, global_batch_size: int):
+    """The global batch on the mesh, from this process's rows (multi-host) or, on one process,
+    from the whole batch (`jax.device_put`). Every array is placed by `sharding`."""
+    if jax.process_count() == 1:
+        return jax.device_put(local_batch, sharding)
+    return jax.tree_util.tree_map(
+        lambda x: jax.make_array_from_process_local_data(sharding, x, (global_batch_size,) + x.shape[1:]),
+        local_batch)
+
+
+def initialize_distributed(coordinator_address=None, num_processes=None, process_id=None) -> bool:
+    """Join a multi-host run via `jax.distributed.initialize` when asked to.
+
+    Arguments fall back to $VDM_COORDINATOR_ADDRESS, $VDM_NUM_PROCESSES, $VDM_PROCESS_ID (JAX's
+    own cluster auto-detection — SLURM, TPU pods, ... — is used when only
+    $VDM_DISTRIBUTED=auto is set). Returns True when initialised; single-process runs do nothing.
+    """
+    coordinator_address = coordinator_address or os.environ.get("VDM_COORDINATOR_ADDRESS")
+    num_processes = num_processes or _env_int("VDM_NUM_PROCESSES")
+    process_id = process_id if process_id is not None else _env_int("VDM_PROCESS_ID")
+    if coordinator_address is None and os.environ.get("VDM_DISTRIBUTED") != "auto":
+        if num_processes not in (None, 1):
+            raise ValueError(f"num_processes={num_processes} but no coordinator address: give "
+                             "--coordinator-address host:port (or $VDM_COORDINATOR_ADDRESS)")
+        return False
+    jax.distributed.initialize(coordinator_address=coordinator_address,
+                               num_processes=num_processes, process_id=process_id)
+    return True
+
+
+def _env_int(name):
+    value = os.environ.get(name)
+    return None if value in (None, "") else int(value)

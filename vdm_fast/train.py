@@ -1,5 +1,6 @@
 """The training step, compiled: the twin of `vdm_ref.train` (same names, same state layout,
-same draws). The loop, sharding and the CLI command live in `vdm_fast.training`.
+same draws). The loop and the CLI command live in `vdm_fast.training`, the mesh and placement in
+`vdm_fast.sharding`.
 
 The readable optimizer maths of the reference (`adam_update`, `clip_by_global_norm`,
 `ema_update`, ...) is re-exported as is (it is right under jit, on the canonical state); the

@@ -1,18 +1,51 @@
 """`python cli.py train`: the training command (tyro turns these field docstrings into --help).
 
 Every Appendix A hyperparameter of the preset can be overridden by a flag; flags left unset
-keep the preset's value. See docs/training.md.
+keep the preset's value (--help shows the default preset's). `--resume` reads the run's saved
+configuration (run.json), so no flag needs retyping; a flag given explicitly that differs from
+the saved run is refused by name (only --steps and --gamma may change). See docs/training.md.
 """
-
-from __future__ import annotations
 
 import dataclasses
 import sys
-from typing import Literal, Optional
+from pathlib import Path
+from typing import Annotated, Literal, Optional
 
+import tyro
+
+from vdm_ref.configs import config_from_dict, get_preset
 from vdm_ref.train import Recipe
 
-from .loop import DataOptions, TrainError, TrainOptions, resolve_config, train
+from .data import DataOptions
+from .errors import TrainError
+from .loop import train
+from .options import DIFFUSION_FIELDS, TRAIN_FIELDS, UNET_FIELDS, TrainOptions, flag, resolve_config
+from .rundir import saved_run
+
+DEFAULT_PRESET = "mnist-small"
+#: Config fields a resumed run may change: how long it trains, and γ of the preview sampler.
+CHANGEABLE_ON_RESUME = ("train_steps", "gamma")
+#: Options a resumed run takes from its run.json unless given again.
+RUN_OPTIONS = ("backend", "log_every", "checkpoint_every", "keep_checkpoints", "sample_every", "num_samples",
+               "sample_steps", "data_parallel", "fsdp", "skip_memory_check", "remat")
+
+
+def _hint(text: str, metavar: str):
+    """tyro's help suffix and metavar for a flag whose default is described, not None."""
+    return tyro.conf.arg(help_behavior_hint=text, metavar=metavar)
+
+
+def _from_preset(field: str):
+    """tyro's help suffix for a preset-override flag: the value the default preset gives it."""
+    config = get_preset(DEFAULT_PRESET)
+    section = config.unet if field in UNET_FIELDS else config.train if field in TRAIN_FIELDS else config.diffusion
+    value = getattr(section, field)
+    shown = " ".join(map(str, value)) if isinstance(value, tuple) else str(value)
+    metavar = {bool: "{True,False}", int: "INT", float: "FLOAT", str: "STR"}.get(type(value), "[INT [INT ...]]")
+    if field in ("target", "conditioning"):
+        metavar = "{eps,v}" if field == "target" else "{none,class,text}"
+    return tyro.conf.arg(help_behavior_hint=f"(default: from --preset; {DEFAULT_PRESET}: {shown or '(none)'})",
+                         metavar=metavar)
 
 
 @dataclasses.dataclass
@@ -24,28 +57,28 @@ class Train:
     --resume (continue exactly where it stopped) or --overwrite is given.
     """
 
-    preset: str = "mnist-small"
+    preset: str = DEFAULT_PRESET
     """Named configuration: an Appendix A model (ucf101, bair, kinetics600, t2v-small, t2v-large,
     t2v-large-fs4, t2v-sr-9x128) or a small one (tiny, mnist-small, mnist-small-text)."""
     backend: Literal["fast", "ref"] = "fast"
     """fast: the compiled, sharded step; ref: jax.grad over the readable reference (slow, tiny presets)."""
-    run_dir: Optional[str] = None
-    """Run directory (default runs/<preset>)."""
+    run_dir: Annotated[Optional[str], _hint('(default: runs/<preset>)', 'STR')] = None
+    """Run directory."""
     resume: bool = False
-    """Continue the run in --run-dir from its newest checkpoint (same preset and flags required)."""
+    """Continue the run in --run-dir from its newest intact checkpoint, with its saved configuration."""
     overwrite: bool = False
-    """Delete an existing --run-dir and start over."""
-    steps: Optional[int] = None
-    """Total training steps (default: the preset's train_steps)."""
-    minutes: Optional[float] = None
-    """Also stop after this many minutes of training (a checkpoint and samples are written)."""
+    """Delete an existing --run-dir and start over (only a run directory of this program, never other files)."""
+    steps: Annotated[Optional[int], _from_preset("train_steps")] = None
+    """Total training steps (the preset's train_steps unless given)."""
+    minutes: Annotated[Optional[float], _hint('(default: no time limit)', 'FLOAT')] = None
+    """Also stop after this many minutes of training (> 0; a checkpoint and samples are written)."""
     seed: int = 0
     """Seed of the initialisation, the batch order and every training draw."""
 
     # ---- data
-    data_dir: Optional[str] = None
-    """A folder of your videos (mp4/webm/gif/... or folders of frames; see docs/data.md). Default:
-    the embedded Moving MNIST, generated offline."""
+    data_dir: Annotated[Optional[str], _hint('(default: the embedded Moving MNIST)', 'STR')] = None
+    """A folder of your videos (mp4/webm/gif/... or folders of frames; see docs/data.md); else the
+    embedded Moving MNIST, generated offline."""
     mnist_digits: int = 1
     """Moving MNIST: digits per clip."""
     mnist_digit_size: int = 20
@@ -56,79 +89,79 @@ class Train:
     """Moving MNIST: number of distinct clips (generated lazily)."""
 
     # ---- Appendix A: optimiser and training (None = the preset's value)
-    batch_size: Optional[int] = None
+    batch_size: Annotated[Optional[int], _from_preset('batch_size')] = None
     """[Batch size] global batch (split over devices)."""
-    learning_rate: Optional[float] = None
+    learning_rate: Annotated[Optional[float], _from_preset('learning_rate')] = None
     """[Learning rate] η of Adam after warm-up."""
-    beta1: Optional[float] = None
+    beta1: Annotated[Optional[float], _from_preset('beta1')] = None
     """[Optimizer: Adam β1]."""
-    beta2: Optional[float] = None
+    beta2: Annotated[Optional[float], _from_preset('beta2')] = None
     """[Optimizer: Adam β2]."""
-    weight_decay: Optional[float] = None
+    weight_decay: Annotated[Optional[float], _from_preset('weight_decay')] = None
     """[Weight decay] decoupled (AdamW), on weights of rank >= 2."""
-    ema_decay: Optional[float] = None
+    ema_decay: Annotated[Optional[float], _from_preset('ema_decay')] = None
     """[EMA] decay of the parameter average used for sampling."""
-    image_frames: Optional[int] = None
+    image_frames: Annotated[Optional[int], _from_preset('image_frames')] = None
     """[Joint training independent images per video] N image frames appended to each clip (Sec. 4.3.1)."""
-    cond_dropout: Optional[float] = None
+    cond_dropout: Annotated[Optional[float], _from_preset('cond_dropout')] = None
     """Probability of training on the null condition c = 0 (classifier-free guidance, Eq. 6)."""
-    flip: Optional[bool] = None
+    flip: Annotated[Optional[bool], _from_preset('flip')] = None
     """[Data augmentation: left-right flips] (video folders)."""
 
     # ---- recipe (beyond Appendix A)
-    warmup_steps: Optional[int] = None
-    """Linear learning-rate warm-up over the first updates (preset: 200, mnist-small 100)."""
-    grad_clip: Optional[float] = None
-    """Clip gradients to this global norm (0: off; preset: 1.0)."""
-    ema_warmup: Optional[bool] = None
-    """EMA decay min(d, (1+n)/(10+n)) at update n, so short runs are not stuck near the initialisation (preset: on)."""
-    adam_eps: Optional[float] = None
-    """ε of Adam's denominator (preset: 1e-8)."""
+    warmup_steps: Annotated[Optional[int], _from_preset('warmup_steps')] = None
+    """Linear learning-rate warm-up over the first updates."""
+    grad_clip: Annotated[Optional[float], _from_preset('grad_clip')] = None
+    """Clip gradients to this global norm (0: off)."""
+    ema_warmup: Annotated[Optional[bool], _from_preset('ema_warmup')] = None
+    """EMA decay min(d, (1+n)/(10+n)) at update n, so short runs are not stuck near the initialisation."""
+    adam_eps: Annotated[Optional[float], _from_preset('adam_eps')] = None
+    """ε of Adam's denominator."""
 
     # ---- Appendix A: network
-    channels: Optional[int] = None
+    channels: Annotated[Optional[int], _from_preset('channels')] = None
     """[Base channels]."""
-    channel_mult: Optional[tuple[int, ...]] = None
+    channel_mult: Annotated[Optional[tuple[int, ...]], _from_preset('channel_mult')] = None
     """[Channel multipliers] M1 .. MK (K levels; the spatial size must divide by 2**(K-1))."""
-    num_res_blocks: Optional[int] = None
+    num_res_blocks: Annotated[Optional[int], _from_preset('num_res_blocks')] = None
     """[Blocks per resolution] N."""
-    attn_resolutions: Optional[tuple[int, ...]] = None
+    attn_resolutions: Annotated[Optional[tuple[int, ...]], _from_preset('attn_resolutions')] = None
     """[Attention resolutions] levels (by spatial size) with spatial + temporal attention."""
-    head_dim: Optional[int] = None
+    head_dim: Annotated[Optional[int], _from_preset('head_dim')] = None
     """[Attention head dimension]."""
-    emb_dim: Optional[int] = None
+    emb_dim: Annotated[Optional[int], _from_preset('emb_dim')] = None
     """[Conditioning embedding dimension]."""
-    emb_mlp_layers: Optional[int] = None
+    emb_mlp_layers: Annotated[Optional[int], _from_preset('emb_mlp_layers')] = None
     """[Conditioning embedding MLP layers]."""
-    dropout: Optional[float] = None
+    dropout: Annotated[Optional[float], _from_preset('dropout')] = None
     """[Dropout] in the residual blocks."""
-    frames: Optional[int] = None
+    frames: Annotated[Optional[int], _from_preset('frames')] = None
     """[Video resolution] frames per clip."""
-    image_size: Optional[int] = None
+    image_size: Annotated[Optional[int], _from_preset('image_size')] = None
     """[Video resolution] height = width."""
-    frameskip: Optional[int] = None
+    frameskip: Annotated[Optional[int], _from_preset('frameskip')] = None
     """[Video resolution: frameskip]."""
-    target: Optional[Literal["eps", "v"]] = None
+    target: Annotated[Optional[Literal["eps", "v"]], _from_preset('target')] = None
     """[Prediction target] ε or v."""
-    conditioning: Optional[Literal["none", "class", "text"]] = None
+    conditioning: Annotated[Optional[Literal["none", "class", "text"]], _from_preset('conditioning')] = None
     """none, class (Moving MNIST digit labels) or text (captions, MiniLM token embeddings)."""
-    num_classes: Optional[int] = None
+    num_classes: Annotated[Optional[int], _from_preset('num_classes')] = None
     """Classes for class conditioning (10 for Moving MNIST)."""
-    norm_groups: Optional[int] = None
+    norm_groups: Annotated[Optional[int], _from_preset('norm_groups')] = None
     """GroupNorm groups."""
-    patch_size: Optional[int] = None
+    patch_size: Annotated[Optional[int], _from_preset('patch_size')] = None
     """Space-to-depth factor p: the U-Net runs on p x p pixel patches (image_size / p at the top level; 1: off)."""
-    in_channels: Optional[int] = None
-    """Video channels in (1 for Moving MNIST, 3 for RGB)."""
-    out_channels: Optional[int] = None
+    in_channels: Annotated[Optional[int], _from_preset('in_channels')] = None
+    """Video channels in (3 for RGB; on the embedded Moving MNIST 1 unless given)."""
+    out_channels: Annotated[Optional[int], _from_preset('out_channels')] = None
     """Network output channels (= in_channels)."""
 
     # ---- Appendix A: diffusion and sampling (used for the preview samples)
-    logsnr_min: Optional[float] = None
+    logsnr_min: Annotated[Optional[float], _from_preset('logsnr_min')] = None
     """[Noise schedule log SNR range] lower end."""
-    logsnr_max: Optional[float] = None
+    logsnr_max: Annotated[Optional[float], _from_preset('logsnr_max')] = None
     """[Noise schedule log SNR range] upper end."""
-    gamma: Optional[float] = None
+    gamma: Annotated[Optional[float], _from_preset('gamma')] = None
     """[Sampling log-variance interpolation] γ of Eq. 4."""
 
     # ---- logging, samples, checkpoints
@@ -152,11 +185,11 @@ class Train:
     """Mesh 'data' axis size (-1: all devices not used by --fsdp)."""
     fsdp: int = 1
     """Mesh 'fsdp' axis size: shard parameters, EMA and Adam state over this many devices."""
-    coordinator_address: Optional[str] = None
+    coordinator_address: Annotated[Optional[str], _hint('(default: $VDM_COORDINATOR_ADDRESS)', 'STR')] = None
     """Multi-host: host:port of process 0 (else $VDM_COORDINATOR_ADDRESS; VDM_DISTRIBUTED=auto lets JAX detect the cluster)."""
-    num_processes: Optional[int] = None
+    num_processes: Annotated[Optional[int], _hint('(default: $VDM_NUM_PROCESSES)', 'INT')] = None
     """Multi-host: number of processes (else $VDM_NUM_PROCESSES)."""
-    process_id: Optional[int] = None
+    process_id: Annotated[Optional[int], _hint('(default: $VDM_PROCESS_ID)', 'INT')] = None
     """Multi-host: this process's index (else $VDM_PROCESS_ID)."""
     skip_memory_check: bool = False
     """Do not refuse batches estimated not to fit in memory."""
@@ -165,58 +198,136 @@ class Train:
     remat: bool = False
     """Rematerialise every U-Net block in the backward pass (less memory, ~30% more compute)."""
 
+    def overrides(self) -> dict:
+        """The preset overrides the user gave: config field -> value (the steps are 'train_steps')."""
+        names = sorted((UNET_FIELDS | DIFFUSION_FIELDS | TRAIN_FIELDS) & set(_FIELDS))
+        given = {name: getattr(self, name) for name in names if getattr(self, name) is not None}
+        if self.steps is not None:
+            given["train_steps"] = self.steps
+        return given
+
     def options(self) -> TrainOptions:
-        """The resolved TrainOptions (TrainError on a conflict)."""
-        overrides = {name: getattr(self, name) for name in (
-            "batch_size", "learning_rate", "beta1", "beta2", "weight_decay", "ema_decay", "image_frames",
-            "cond_dropout", "flip", "channels", "channel_mult", "num_res_blocks", "attn_resolutions",
-            "head_dim", "emb_dim", "emb_mlp_layers", "dropout", "frames", "image_size", "frameskip",
-            "target", "conditioning", "num_classes", "norm_groups", "in_channels", "out_channels",
-            "patch_size", "logsnr_min", "logsnr_max", "gamma", "warmup_steps", "grad_clip",
-            "adam_eps", "ema_warmup")}
-        overrides["train_steps"] = self.steps
-        if self.conditioning == "class" and self.num_classes is None and self.data_dir is None:
-            overrides["num_classes"] = 10
-        config = resolve_config(self.preset, overrides)
-        if self.data_dir is not None and config.dataset == "moving_mnist" and any(
-                getattr(self, f) != d.default for f, d in _MNIST_DEFAULTS.items()):
-            raise TrainError("--mnist-* options describe the embedded Moving MNIST; they conflict with "
-                             f"--data-dir {self.data_dir}")
-        recipe = Recipe.of(config.train)  # config.train validated the recipe (check_recipe)
-        data = DataOptions(self.data_dir, self.mnist_videos, self.mnist_digits, self.mnist_digit_size,
-                           tuple(self.mnist_speed), self.seed)
+        """The resolved TrainOptions (TrainError, one line naming the flag, on a conflict)."""
+        if self.minutes is not None and not self.minutes > 0:
+            raise TrainError(f"--minutes {self.minutes}: expected a positive number of minutes (omit it to "
+                             "train for --steps)")
         for name in ("log_every", "checkpoint_every", "keep_checkpoints", "sample_steps"):
             if getattr(self, name) < 1:
                 raise TrainError(f"--{name.replace('_', '-')} {getattr(self, name)}: expected >= 1")
-        return TrainOptions(
-            config=config, recipe=recipe, data=data, run_dir=self.run_dir or f"runs/{self.preset}",
-            backend=self.backend, seed=self.seed, resume=self.resume, overwrite=self.overwrite,
-            minutes=self.minutes, log_every=self.log_every, checkpoint_every=self.checkpoint_every,
-            keep_checkpoints=self.keep_checkpoints, sample_every=self.sample_every,
-            num_samples=self.num_samples, sample_steps=self.sample_steps,
-            data_parallel=self.data_parallel, fsdp=self.fsdp,
-            skip_memory_check=self.skip_memory_check, progress=self.progress,
-            compute_dtype="bfloat16" if self.bf16 else None, remat=self.remat)
+        for name in ("sample_every", "num_samples"):
+            if getattr(self, name) < 0:
+                raise TrainError(f"--{name.replace('_', '-')} {getattr(self, name)}: expected >= 0")
+        if self.data_dir is not None and any(getattr(self, f) != _FIELDS[f].default for f in _MNIST):
+            raise TrainError("--mnist-* options describe the embedded Moving MNIST; they conflict with "
+                             f"--data-dir {self.data_dir}")
+        run_dir = self.run_dir or f"runs/{self.preset}"
+        saved = saved_run(Path(run_dir)) if self.resume else None
+        config, seed, data = self._resumed(*saved) if saved else self._new_run()
+        run = {name: getattr(self, name) for name in RUN_OPTIONS}
+        run["compute_dtype"] = "bfloat16" if self.bf16 else None
+        if saved:  # the run's own cadence and numerics, unless given again
+            kept = saved[0].get("options") or {}
+            for name in RUN_OPTIONS:
+                if name in kept and getattr(self, name) == _FIELDS[name].default:
+                    run[name] = kept[name]
+            if "compute_dtype" in kept and not self.bf16:
+                run["compute_dtype"] = kept["compute_dtype"]
+        return TrainOptions(config=config, recipe=Recipe.of(config.train), data=data, run_dir=run_dir,
+                            seed=seed, resume=self.resume, overwrite=self.overwrite, minutes=self.minutes,
+                            progress=self.progress, **run)
+
+    def _new_run(self):
+        """(config, seed, data) of a new run: the preset with the flags applied. On the embedded
+        Moving MNIST (grayscale) the channels are 1 unless a channel flag is given."""
+        overrides = self.overrides()
+        if self.conditioning == "class" and self.num_classes is None and self.data_dir is None:
+            overrides["num_classes"] = 10
+        if self.data_dir is None and self.in_channels is None and self.out_channels is None:
+            overrides.update(in_channels=1, out_channels=1)
+        config = resolve_config(self.preset, overrides)
+        data = DataOptions(self.data_dir, self.mnist_videos, self.mnist_digits, self.mnist_digit_size,
+                           tuple(self.mnist_speed), self.seed)
+        return config, self.seed, data
+
+    def _resumed(self, saved: dict, source: Path):
+        """(config, seed, data) of the run saved in `source` (run.json, or a checkpoint's
+        meta.json), with --steps / --gamma applied; TrainError naming every explicit flag that
+        differs from the saved run."""
+        try:
+            config = config_from_dict(saved["config"])
+            data = saved.get("data") or {}
+            data = DataOptions(**dict(data, mnist_speed=tuple(data.get("mnist_speed", (1.0, 3.0)))))
+        except (TypeError, ValueError) as e:
+            raise TrainError(f"--resume: cannot read the saved configuration in {source} ({e}); "
+                             "start a new --run-dir") from None
+        seed = int(saved.get("seed", self.seed))
+        conflicts = []
+        if self.preset != DEFAULT_PRESET and self.preset != config.name:
+            conflicts.append(f"--preset {self.preset} (the run: {config.name})")
+        sections = {**{f: "unet" for f in UNET_FIELDS}, **{f: "diffusion" for f in DIFFUSION_FIELDS},
+                    **{f: "train" for f in TRAIN_FIELDS}}
+        changes = {}
+        for field, value in self.overrides().items():
+            was = getattr(getattr(config, sections[field]), field)
+            if _same(value, was):
+                continue
+            if field in CHANGEABLE_ON_RESUME:
+                changes.setdefault(sections[field], {})[field] = value
+            else:
+                conflicts.append(f"{flag(field)} {_fmt(value)} (the run: {_fmt(was)})")
+        if self.seed != _FIELDS["seed"].default and self.seed != seed:
+            conflicts.append(f"--seed {self.seed} (the run: {seed})")
+        if self.data_dir is not None and (data.data_dir is None
+                                          or Path(self.data_dir).resolve() != Path(data.data_dir).resolve()):
+            conflicts.append(f"--data-dir {self.data_dir} (the run: {data.data_dir or 'the embedded Moving MNIST'})")
+        for f in _MNIST:
+            mine, was = getattr(self, f), getattr(data, f)
+            if mine != _FIELDS[f].default and not _same(mine, was):
+                conflicts.append(f"--{f.replace('_', '-')} {_fmt(mine)} (the run: {_fmt(was)})")
+        if conflicts:
+            raise TrainError(f"--resume continues the run saved in {source}, but "
+                             f"{'; '.join(conflicts)}: drop these flags to continue the run, or start a new "
+                             "--run-dir")
+        try:
+            parts = {name: dataclasses.replace(getattr(config, name), **kw) for name, kw in changes.items()}
+        except ValueError as e:
+            given = " ".join(f"{flag(k)} {v}" for kw in changes.values() for k, v in kw.items())
+            raise TrainError(f"--resume with {given}: {e}") from None
+        return dataclasses.replace(config, **parts), seed, data
 
     def run(self) -> dict:
         """Resolve the options, join a multi-host run if asked, train; print a one-line summary."""
-        from .sharding import initialize_distributed
+        from vdm_fast.sharding import initialize_distributed
 
         try:
             opts = self.options()
-            initialize_distributed(self.coordinator_address, self.num_processes, self.process_id)
+            try:
+                initialize_distributed(self.coordinator_address, self.num_processes, self.process_id)
+            except ValueError as e:
+                raise TrainError(f"--num-processes/--coordinator-address: {e}") from None
             summary = train(opts)
         except TrainError as e:
-            print(f"error: {e}", file=sys.stderr)
+            print("error: " + " ".join(str(e).split()), file=sys.stderr)  # one line, whatever the cause
             raise SystemExit(2) from None
         s = summary.get("samples") or {}
+        coherence = f" (coherence {s['coherence']:.3f})" if "coherence" in s else ""
         print(f"trained steps {summary['start_step']} -> {summary['step']} in {summary['seconds']:.0f} s; "
-              f"checkpoint {summary['checkpoint']}; samples {s.get('gif')} (coherence "
-              f"{s.get('coherence', float('nan')):.3f})")
+              f"checkpoint {summary['checkpoint']}; samples {s.get('gif')}{coherence}")
         return summary
 
 
-_MNIST_DEFAULTS = {f.name: f for f in dataclasses.fields(Train) if f.name.startswith("mnist_")}
+_FIELDS = {f.name: f for f in dataclasses.fields(Train)}
+_MNIST = [name for name in _FIELDS if name.startswith("mnist_")]
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, (tuple, list)) or isinstance(b, (tuple, list)):
+        return tuple(a) == tuple(b)
+    return a == b
+
+
+def _fmt(v) -> str:
+    return " ".join(str(x) for x in v) if isinstance(v, (tuple, list)) else str(v)
 
 
 def main(argv=None) -> None:

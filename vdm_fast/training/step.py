@@ -7,8 +7,12 @@ The same update as `vdm_ref.train.train_step` (see its module docstring for the 
 - the optimizer as an optax chain: clip_by_global_norm → scale_by_adam → add_decayed_weights →
   scale_by_learning_rate(warm-up schedule);
 - the whole step under one `jax.jit`, with the state donated and every array placed by the
-  shardings of `vdm_fast.training.sharding` (data parallel: the batch split over devices;
-  FSDP: every parameter, EMA and Adam moment also split over the 'fsdp' mesh axis).
+  shardings of `vdm_fast.sharding` (data parallel: the batch split over devices; FSDP: every
+  parameter, EMA and Adam moment also split over the 'fsdp' mesh axis).
+
+`make_step` is what the training loop calls: for --backend fast this compiled step on a mesh,
+for --backend ref `vdm_ref.train.train_step` under jax.jit (`reference_step`), both on the same
+canonical checkpoint state.
 
 The state is a dict {"step", "params", "ema", "opt"} whose "params" and "ema" are nested dicts
 in the shared layout and whose "opt" is the optax state; `opt_to_canonical` /
@@ -19,6 +23,7 @@ checkpoints and `vdm_ref.train` use.
 from __future__ import annotations
 
 import functools
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -28,6 +33,7 @@ import optax
 from vdm_ref import train as ref_train
 from vdm_ref.train import Recipe, ema_decay_at, learning_rate_at, step_key, step_randomness  # noqa: F401
 
+from vdm_fast import sharding as shd
 from vdm_fast.backend import BACKENDS, network_apply  # noqa: F401  (the one backend switch)
 
 
@@ -123,7 +129,7 @@ def make_train_step(config, recipe: Recipe, *, backend="fast", state_sharding=No
                     batch_sharding=None, compute_dtype=None, remat=False):
     """The jitted step (state, batch, key) -> (state, metrics), state donated.
 
-    With shardings (from `vdm_fast.training.sharding`), inputs and outputs are placed by them and
+    With shardings (from `vdm_fast.sharding`), inputs and outputs are placed by them and
     XLA inserts the collectives (gradient all-reduce for data parallelism; parameter all-gather
     and gradient reduce-scatter for FSDP).
     """
@@ -173,3 +179,70 @@ def state_from_canonical(config, recipe: Recipe, arrays: dict, step: int):
     state["opt"] = opt_from_canonical(state["opt"], arrays["opt"])
     state["step"] = jnp.asarray(step, jnp.int32)
     return _own_buffers(state)
+
+
+# ---------------------------------------------------------------------------------------------
+# The step the loop runs: one call picks the implementation
+
+
+class TrainStep(NamedTuple):
+    """A ready-to-run step: `state` (placed), `step(state, batch, key) -> (state, metrics)` (a
+    non-finite step returns the state unchanged), `to_canonical(state)` (the checkpoint's NumPy
+    dicts) and `put_batch(host_batch)` (this process's rows -> the step's input)."""
+
+    state: object
+    step: Callable
+    to_canonical: Callable
+    put_batch: Callable
+
+
+def make_step(config, recipe: Recipe, *, backend: str = "fast", params=None, arrays=None, start_step: int = 0,
+              mesh=None, compute_dtype=None, remat=False) -> TrainStep:
+    """The training step of `backend` on a new state (`params`, shared layout) or a checkpoint's
+    canonical `arrays` at `start_step`.
+
+    fast: the compiled step, the state split over `mesh` ('data', 'fsdp'; FSDP rule of
+    `vdm_fast.sharding`), each batch over all its devices. ref: `reference_step` on one device.
+    """
+    if backend == "ref":
+        return reference_step(config, recipe, params, arrays, start_step)
+    if arrays is None:
+        state = init_train_state(config, params, recipe)
+    else:
+        state = state_from_canonical(config, recipe, arrays, start_step)
+    state_sh = shd.param_shardings(state, mesh, fsdp=True, axis="fsdp")
+    batch_sh = shd.batch_sharding(mesh, axis=shd.TRAIN_AXES)
+    step = make_train_step(config, recipe, backend=backend, state_sharding=state_sh, batch_sharding=batch_sh,
+                           compute_dtype=compute_dtype, remat=remat)
+    batch_size = config.train.batch_size
+    return TrainStep(jax.device_put(state, state_sh), step, state_to_canonical,
+                     lambda b: shd.global_batch(b, batch_sh, batch_size))
+
+
+def reference_step(config, recipe: Recipe, params=None, arrays=None, start_step: int = 0) -> TrainStep:
+    """--backend ref: `vdm_ref.train.train_step` (jax.grad over the reference, the reference
+    AdamW) under jax.jit, on the canonical state {"step", "params", "ema", "opt": {"mu", "nu",
+    "count"}} that checkpoints hold. A non-finite step returns the previous state."""
+    f32 = lambda t: jax.tree.map(lambda x: jnp.asarray(np.asarray(x), jnp.float32), t)  # noqa: E731
+    if arrays is None:
+        state = ref_train.init_train_state(config, f32(params))
+        state["opt"]["count"] = jnp.zeros((), jnp.int32)
+    else:
+        state = {"params": f32(arrays["params"]), "ema": f32(arrays["ema"]),
+                 "opt": {"mu": f32(arrays["opt"]["mu"]), "nu": f32(arrays["opt"]["nu"]),
+                         "count": jnp.asarray(arrays["opt"]["count"], jnp.int32)}}
+    state["step"] = jnp.asarray(start_step, jnp.int32)
+    jitted = jax.jit(lambda s, b, k: ref_train.train_step(s, b, config, recipe, k))
+
+    def step(s, b, k):
+        new, metrics = jitted(s, b, k)
+        ok = bool(jnp.isfinite(metrics["loss"]) & jnp.isfinite(metrics["grad_norm"]))
+        return (new if ok else s), metrics
+
+    def to_canonical(s):
+        to_np = lambda t: jax.tree.map(lambda x: np.asarray(jax.device_get(x)), t)  # noqa: E731
+        return {"params": to_np(s["params"]), "ema": to_np(s["ema"]),
+                "opt": {"mu": to_np(s["opt"]["mu"]), "nu": to_np(s["opt"]["nu"]),
+                        "count": np.asarray(jax.device_get(s["opt"]["count"]), np.int32)}}
+
+    return TrainStep(state, step, to_canonical, lambda b: jax.tree.map(jnp.asarray, b))

@@ -25,11 +25,11 @@ def measure(config, recipe=None, *, steps: int = 10, warmup: int = 2, data_paral
             fsdp: int = 1, compute_dtype=None, remat=False) -> dict:
     """Time `steps` compiled training steps (after `warmup`) on a fixed random batch."""
 
+    from vdm_fast import sharding as shd
     from vdm_ref.network import count_params, flops, init
     from vdm_ref.train import Recipe, step_key
 
-    from . import sharding as shd
-    from . import step as S
+    from .step import make_step
 
     recipe = recipe or Recipe()
     u, tc = config.unet, config.train
@@ -40,12 +40,9 @@ def measure(config, recipe=None, *, steps: int = 10, warmup: int = 2, data_paral
         batch["frame_mask"] = np.arange(f)[None].repeat(tc.batch_size, 0) >= u.frames
     if u.conditioning == "class":
         batch["label"] = np.eye(u.num_classes, dtype=np.float32)[rng.integers(0, u.num_classes, tc.batch_size)]
-    mesh = shd.make_mesh(data_parallel, fsdp)
-    state = S.init_train_state(config, init(u, 0), recipe)
-    state_sh, batch_sh = shd.state_sharding(mesh, state), shd.batch_sharding(mesh, batch)
-    step = S.make_train_step(config, recipe, state_sharding=state_sh, batch_sharding=batch_sh,
-                             compute_dtype=compute_dtype, remat=remat)
-    state, batch = shd.place(state, state_sh), shd.place(batch, batch_sh)
+    mesh = shd.data_fsdp_mesh(data_parallel, fsdp)
+    impl = make_step(config, recipe, params=init(u, 0), mesh=mesh, compute_dtype=compute_dtype, remat=remat)
+    state, step, batch = impl.state, impl.step, impl.put_batch(batch)
     t0 = time.perf_counter()
     state, m = step(state, batch, step_key(0, 0))
     m["loss"].block_until_ready()
@@ -72,7 +69,7 @@ def main(argv=None) -> None:
 
     import jax
 
-    from .loop import resolve_config
+    from .options import resolve_config
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--preset", default="mnist-small")
