@@ -115,6 +115,9 @@ class UNetConfig:
             _positive(name, getattr(self, name))
         if not mult or any(m <= 0 for m in mult):
             raise ValueError(f"channel_mult={mult!r}: expected a non-empty tuple of positive ints")
+        if self.out_channels != self.in_channels:
+            raise ValueError(f"in_channels={self.in_channels}, out_channels={self.out_channels}: expected "
+                             "equal values (the network predicts ε or v, which has the video's channels)")
         if self.channels % 2:
             raise ValueError(f"channels={self.channels}: expected an even number (the sinusoidal "
                              "log-SNR embedding has channels/2 frequencies)")

@@ -5,7 +5,7 @@ A run directory holds `checkpoints/step_00001234/`, each with
     arrays.npz   every array of the training state, flattened to '/'-joined keys:
                  params/<shared layout ...>, ema/<...>, opt/mu/<...>, opt/nu/<...>, opt/count
     meta.json    {"format", "step", "seed", "data_position", "rng", "config", "recipe",
-                  "backend", "time", ...}
+                  "backend", "saved_at", "arrays_sha256", ...}
 
 The parameters use the layout shared by both backends (`vdm_ref.network.init`), so a model
 trained with one backend samples with the other; the Adam moments are stored in the same layout
@@ -16,16 +16,25 @@ to disk, and the directory is then renamed to its final name (`os.replace`, atom
 A process killed at any moment leaves either the previous checkpoints or the new one complete,
 never a half-written `step_*` directory; stale temporaries are removed by the next save. The
 last `keep` checkpoints are kept.
+
+Reading is verified: meta.json carries the SHA-256 of arrays.npz, checked on load, and any
+damage (a truncated or bit-flipped archive, bad JSON) raises `CheckpointError` with one line
+naming the file and what to do. Checkpoints written before the checksum existed load unverified
+(their archive's own CRCs still catch most damage). `latest_intact_checkpoint` finds the newest
+checkpoint that loads, naming the damaged ones it passed over.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import shutil
 import tempfile
 import time
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -130,7 +139,8 @@ def save_checkpoint(run_dir: str | Path, step: int, arrays: dict, meta: dict, *,
             np.savez(f, **flatten(arrays))
             f.flush()
             os.fsync(f.fileno())
-        meta = dict(meta, format=FORMAT, step=int(step), saved_at=time.strftime("%Y-%m-%dT%H:%M:%S"))
+        meta = dict(meta, format=FORMAT, step=int(step), saved_at=time.strftime("%Y-%m-%dT%H:%M:%S"),
+                    arrays_sha256=_sha256(tmp / "arrays.npz"))
         with open(tmp / "meta.json", "w") as f:
             json.dump(meta, f, indent=1, sort_keys=True)
             f.flush()
@@ -155,11 +165,25 @@ def save_checkpoint(run_dir: str | Path, step: int, arrays: dict, meta: dict, *,
     return final
 
 
+def _sha256(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+#: What a damaged archive raises inside numpy / zipfile / zlib.
+_READ_ERRORS = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error, UnicodeDecodeError)
+
+
 def load_checkpoint(path: str | Path) -> tuple[dict, dict]:
-    """(arrays as a nested dict of NumPy arrays, meta) of a checkpoint directory.
+    """(arrays as a nested dict of NumPy arrays, meta) of a checkpoint directory, verified.
 
     `path` may be a checkpoint directory or a run directory (its newest checkpoint is loaded).
-    Raises CheckpointError naming the path when nothing complete is there.
+    Raises CheckpointError (a ValueError, one line naming the file and what to do) when nothing
+    complete is there, when meta.json is not readable JSON, when arrays.npz does not match the
+    SHA-256 recorded in meta.json, or when the archive cannot be read (truncated, bad CRC, ...).
     """
     path = Path(path)
     if not (path / "meta.json").is_file():
@@ -169,16 +193,50 @@ def load_checkpoint(path: str | Path) -> tuple[dict, dict]:
                                   f"(with meta.json and arrays.npz) or a run directory with "
                                   f"{CHECKPOINT_DIR}/step_*")
         path = latest
+    todo = f"delete {path} (or resume from an earlier checkpoint)"
     try:
-        with open(path / "meta.json") as f:
-            meta = json.load(f)
-        with np.load(path / "arrays.npz") as z:
-            arrays = unflatten({k: z[k] for k in z.files})
-    except (OSError, ValueError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"cannot read checkpoint {path}: {e}") from e
+        meta = json.loads((path / "meta.json").read_text())
+        if not isinstance(meta, dict):
+            raise ValueError(f"expected a JSON object, found {type(meta).__name__}")
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"checkpoint {path / 'meta.json'} is unreadable ({_one_line(e)}): {todo}") from None
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{path}: format {meta.get('format')!r}, expected {FORMAT!r}")
+    expected = meta.get("arrays_sha256")
+    try:
+        if expected is not None and _sha256(path / "arrays.npz") != expected:
+            raise CheckpointError(f"checkpoint {path / 'arrays.npz'} is corrupt (its SHA-256 does not match "
+                                  f"meta.json): {todo}")
+        with np.load(path / "arrays.npz", allow_pickle=False) as z:
+            arrays = unflatten({k: z[k] for k in z.files})
+    except CheckpointError:
+        raise
+    except _READ_ERRORS as e:
+        raise CheckpointError(f"checkpoint {path / 'arrays.npz'} is corrupt or unreadable "
+                              f"({_one_line(e)}): {todo}") from None
     return arrays, meta
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split()) or type(e).__name__
+    return f"{type(e).__name__}: {text[:160]}"
+
+
+def latest_intact_checkpoint(run_dir: str | Path) -> tuple[Path | None, list[tuple[Path, str]]]:
+    """The newest checkpoint of a run that loads and verifies, and the newer ones passed over.
+
+    Returns (path or None, [(damaged path, the one-line CheckpointError message), ...] newest
+    first). Each candidate is loaded in full (`load_checkpoint`), so 'intact' means usable.
+    """
+    skipped = []
+    for _, path in reversed(list_checkpoints(run_dir)):
+        try:
+            load_checkpoint(path)
+        except CheckpointError as e:
+            skipped.append((path, str(e)))
+            continue
+        return path, skipped
+    return None, skipped
 
 
 # ---------------------------------------------------------------------------------------------
@@ -247,7 +305,7 @@ def export_for_sampling(src: str | Path, dst: str | Path, *, note: str = "") -> 
         with open(tmp / "arrays.npz", "wb") as f:
             np.savez(f, **flatten({"ema": arrays["ema"]}))
         meta = dict(meta, exported_from=str(src), export="EMA parameters only (no optimizer state)",
-                    export_note=note)
+                    export_note=note, arrays_sha256=_sha256(tmp / "arrays.npz"))
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
         if dst.exists():
             shutil.rmtree(dst)
