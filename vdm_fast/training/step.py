@@ -212,11 +212,19 @@ def make_step(config, recipe: Recipe, *, backend: str = "fast", params=None, arr
         state = state_from_canonical(config, recipe, arrays, start_step)
     state_sh = shd.param_shardings(state, mesh, fsdp=True, axis="fsdp")
     batch_sh = shd.batch_sharding(mesh, axis=shd.TRAIN_AXES)
-    step = make_train_step(config, recipe, backend=backend, state_sharding=state_sh, batch_sharding=batch_sh,
-                           compute_dtype=compute_dtype, remat=remat)
+    leaves, treedef = jax.tree.flatten(state_sh)
+    step = _sharded_step(config, recipe, backend, compute_dtype, remat, treedef, tuple(leaves), batch_sh)
     batch_size = config.train.batch_size
     return TrainStep(jax.device_put(state, state_sh), step, state_to_canonical,
                      lambda b: shd.global_batch(b, batch_sh, batch_size))
+
+
+@functools.lru_cache(maxsize=4)
+def _sharded_step(config, recipe, backend, compute_dtype, remat, treedef, leaves, batch_sh):
+    """`make_train_step`, cached per configuration and placement: a second run in the same
+    process (a resume, a test) reuses the compiled program."""
+    return make_train_step(config, recipe, backend=backend, state_sharding=jax.tree.unflatten(treedef, leaves),
+                           batch_sharding=batch_sh, compute_dtype=compute_dtype, remat=remat)
 
 
 def reference_step(config, recipe: Recipe, params=None, arrays=None, start_step: int = 0) -> TrainStep:
