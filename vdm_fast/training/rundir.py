@@ -65,8 +65,8 @@ def check_run_dir(run_dir: Path, *, resume: bool, overwrite: bool, data_dir: str
     elif exists:
         foreign = foreign_entries(run_dir)
         if foreign:
-            raise TrainError(f"--overwrite refuses to delete --run-dir {run_dir}: it is not a run directory "
-                             f"of this program only ({foreign}); move your files or choose another --run-dir")
+            raise TrainError(f"--overwrite refuses to delete --run-dir {run_dir}: not recognisably a run "
+                             f"directory of this program ({foreign}); move your files or choose another --run-dir")
 
 
 def _check_data_overlap(run_dir: Path, data_dir: str | None, overwrite: bool) -> None:
@@ -106,7 +106,7 @@ def foreign_entries(run_dir: Path) -> str:
     if run_dir.is_symlink():
         return "it is a symbolic link"
     if not _has_marker(run_dir):
-        return f"no {MARKER}"
+        return f"no {MARKER} marker"
     odd = [p.name for p in run_dir.iterdir() if p.name not in _TOP_LEVEL]
     samples, checkpoints = run_dir / "samples", run_dir / ckpt.CHECKPOINT_DIR
     if samples.is_dir():
