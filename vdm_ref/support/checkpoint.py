@@ -26,7 +26,6 @@ checkpoint that loads, naming the damaged ones it passed over.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -38,6 +37,8 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+
+from .assets import sha256_file
 
 __mirror__ = False
 
@@ -140,7 +141,7 @@ def save_checkpoint(run_dir: str | Path, step: int, arrays: dict, meta: dict, *,
             f.flush()
             os.fsync(f.fileno())
         meta = dict(meta, format=FORMAT, step=int(step), saved_at=time.strftime("%Y-%m-%dT%H:%M:%S"),
-                    arrays_sha256=_sha256(tmp / "arrays.npz"))
+                    arrays_sha256=sha256_file(tmp / "arrays.npz"))
         with open(tmp / "meta.json", "w") as f:
             json.dump(meta, f, indent=1, sort_keys=True)
             f.flush()
@@ -163,14 +164,6 @@ def save_checkpoint(run_dir: str | Path, step: int, arrays: dict, meta: dict, *,
         if p.name.startswith((".tmp_", ".old_")) and p != tmp:
             shutil.rmtree(p, ignore_errors=True)
     return final
-
-
-def _sha256(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 #: What a damaged archive raises inside numpy / zipfile / zlib.
@@ -204,7 +197,7 @@ def load_checkpoint(path: str | Path) -> tuple[dict, dict]:
         raise CheckpointError(f"{path}: format {meta.get('format')!r}, expected {FORMAT!r}")
     expected = meta.get("arrays_sha256")
     try:
-        if expected is not None and _sha256(path / "arrays.npz") != expected:
+        if expected is not None and sha256_file(path / "arrays.npz") != expected:
             raise CheckpointError(f"checkpoint {path / 'arrays.npz'} is corrupt (its SHA-256 does not match "
                                   f"meta.json): {todo}")
         with np.load(path / "arrays.npz", allow_pickle=False) as z:
@@ -305,7 +298,7 @@ def export_for_sampling(src: str | Path, dst: str | Path, *, note: str = "") -> 
         with open(tmp / "arrays.npz", "wb") as f:
             np.savez(f, **flatten({"ema": arrays["ema"]}))
         meta = dict(meta, exported_from=str(src), export="EMA parameters only (no optimizer state)",
-                    export_note=note, arrays_sha256=_sha256(tmp / "arrays.npz"))
+                    export_note=note, arrays_sha256=sha256_file(tmp / "arrays.npz"))
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
         if dst.exists():
             shutil.rmtree(dst)
