@@ -3,6 +3,7 @@ end to end at --tiny sizes on this CPU (GPU-only tests skipped with a note)."""
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 import zipfile
@@ -107,9 +108,12 @@ def test_junit_counts_sum_the_suites(tmp_path):
 
 def _run_check(tmp_path, *stages):
     out = tmp_path / "out"
+    # as on a machine of its own: without conftest.py's 4 emulated CPU devices (a batch of 2
+    # would not split over them); the sharding group sets them for its own child
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_PLATFORMS")}
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "gpu_check.py"), "--tiny", "--out", str(out),
                            "--work", str(tmp_path / "work"), *(["--stages", *stages] if stages else [])],
-                          capture_output=True, text=True, timeout=1800)
+                          capture_output=True, text=True, timeout=1800, env=env)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     st = json.loads((out / "results.json").read_text())["stages"]
     assert not [name for name, rec in st.items() if "error" in rec or rec.get("failed")]
