@@ -1,0 +1,170 @@
+"""--label and --caption from the command line (issue 16): every generation command and
+`evaluate` on a tiny class- and a tiny text-conditioned checkpoint, through `cli.main`, with the
+one condition encoder of `vdm_fast.inputs`; odd captions give a sample, bad conditions one line."""
+
+import dataclasses
+import json
+import re
+
+import numpy as np
+import pytest
+
+import cli
+from vdm_fast.generation import engine
+from vdm_fast.inputs import CAPTION_TOKENS, ConditionEncoder
+from vdm_ref import configs as C
+from vdm_ref.support.checkpoint import save_checkpoint
+
+FAST = ["--steps", "2", "--batch-size", "2", "--no-progress", "--format", "gif"]
+
+
+def tiny_config(conditioning: str, **unet) -> C.Config:
+    """The tiny preset cut to one level without attention (the condition enters through the
+    embedding, which is all these tests exercise; it keeps the compiles short), 4 frames of
+    8x8x1, 2 sampling steps, w = 1."""
+    cfg = C.get_preset("tiny")
+    return dataclasses.replace(
+        cfg, unet=dataclasses.replace(cfg.unet, frames=4, image_size=8, in_channels=1, out_channels=1,
+                                      channel_mult=(1,), attn_resolutions=(), conditioning=conditioning, **unet),
+        diffusion=dataclasses.replace(cfg.diffusion, sampling_steps=2, guidance_weight=1.0))
+
+
+def tiny_checkpoint(root, conditioning: str, **unet):
+    """A random tiny model saved as training saves it (no training)."""
+    from vdm_ref.network import init
+
+    cfg = tiny_config(conditioning, **unet)
+    params = init(cfg.unet, 0)
+    save_checkpoint(root, 1, {"params": params, "ema": params},
+                    {"config": C.config_to_dict(cfg),
+                     "data": {"dataset": "moving_mnist", "mnist_digit_size": 4, "mnist_digits": 1}})
+    return str(root)
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    return {"text": tiny_checkpoint(tmp_path_factory.mktemp("text"), "text"),
+            "class": tiny_checkpoint(tmp_path_factory.mktemp("class"), "class", num_classes=10),
+            "none": tiny_checkpoint(tmp_path_factory.mktemp("none"), "none")}
+
+
+CONDITION = {"text": ["--caption", "digit 7 is moving right"], "class": ["--label", "7"]}
+#: command -> (its own flags, frames of the output): clip 0 of the model's Moving MNIST.
+COMMANDS = {
+    "sample": ([], 4),
+    "predict": (["--clip", "0", "--given-frames", "1", "--length", "4"], 4),
+    "extend": (["--clip", "0", "--length", "6", "--context-frames", "2"], 6),
+    "interpolate": (["--clip", "0", "--factor", "3"], 4),  # frames 0, 3 of the clip -> (2 - 1) * 3 + 1
+    "upsample": (["--clip", "0", "--factor", "2"], 4),
+}
+
+
+def one_line_error(argv) -> str:
+    """The message of the SystemExit `cli.main(argv)` must end in: one line, starting "error:"."""
+    with pytest.raises(SystemExit) as e:
+        cli.main(argv)
+    message = e.value.code
+    assert isinstance(message, str) and "\n" not in message and message.startswith("error:"), message
+    return message
+
+
+@pytest.fixture
+def no_sampling(monkeypatch):
+    def fail(*args, **kwargs):
+        raise AssertionError("sampling started despite bad input")
+
+    monkeypatch.setattr(engine, "sample_window", fail)
+
+
+@pytest.mark.parametrize("kind", ["class", "text"])
+def test_every_command_runs_with_a_condition(checkpoints, kind, tmp_path, capsys):
+    for name, (flags, frames) in COMMANDS.items():
+        out = tmp_path / name
+        cli.main([name, "--checkpoint", checkpoints[kind], "--out", str(out), *FAST, *CONDITION[kind], *flags])
+        video = np.load(out.with_suffix(".npz"))["video"]
+        assert video.shape == (2, frames, 8, 8, 1), name
+        assert np.all(np.isfinite(video)) and out.with_suffix(".gif").is_file() and out.with_suffix(".png").is_file()
+    assert "conditioning " + kind in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("caption", [
+    "the seven walks slowly to the left",             # other verbs
+    "right is where digit 7 is moving",               # other word order
+    "digit 3 is moving up and digit 8 is moving down",  # two digits
+    "digit 7 " * 200,                                  # longer than the training captions: truncated
+    "Ziffer 7 bewegt sich nach rechts ✓",             # other language, non-ASCII
+], ids=["verbs", "word-order", "two-digits", "long", "non-ascii"])
+def test_captions_the_data_never_used_give_a_sample(checkpoints, caption, tmp_path, capsys):
+    out = tmp_path / "s"
+    cli.main(["sample", "--checkpoint", checkpoints["text"], "--out", str(out), *FAST, "--caption", caption])
+    assert np.load(out.with_suffix(".npz"))["video"].shape == (2, 4, 8, 8, 1)
+    if len(caption) > 1000:
+        assert f"the model reads the first {CAPTION_TOKENS}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind, flags, message", [
+    ("text", ["--caption", ""], "--caption is empty"),
+    ("text", ["--caption", "   "], "--caption is empty"),
+    ("class", ["--label", "10"], r"--label 10: expected a class in \[0, 10\)"),
+    ("class", ["--label", "-1"], r"--label -1: expected a class in \[0, 10\)"),
+    ("none", ["--caption", "digit 7"], "--caption: the model is unconditional"),
+    ("none", ["--label", "3"], "--label: the model is unconditional"),
+    ("text", ["--label", "3"], "the model is text-conditional; pass --caption, not --label"),
+    ("class", ["--caption", "digit 7"], "the model is class-conditional; pass --label, not --caption"),
+    ("class", ["--label", "3", "--caption", "digit 3"], "not both"),
+    ("text", ["--guidance-weight", "2"], "--guidance-weight 2.0 needs a condition"),
+    ("none", ["--guidance-weight", "2"], "the model is unconditional"),
+])
+def test_a_condition_the_model_cannot_take_is_one_line(checkpoints, kind, flags, message, tmp_path, no_sampling):
+    text = one_line_error(["sample", "--checkpoint", checkpoints[kind], "--out", str(tmp_path / "o"), *FAST, *flags])
+    assert re.search(message, text), text
+    assert not list(tmp_path.iterdir())
+
+
+def test_caption_encoding_is_one_row_per_caption_as_in_training():
+    """B equal captions give B equal rows (the CLI once collapsed them to one), each the MiniLM
+    encoding at the training length; the null condition is all-zero tokens."""
+    from vdm_fast.inputs import null_condition
+    from vdm_fast.text_encoder import TextEncoder
+
+    enc = ConditionEncoder(tiny_config("text").unet)
+    tokens, mask = enc.captions(["digit 1 is moving up"] * 3 + ["digit 2 is moving down"])
+    assert tokens.shape == (4, CAPTION_TOKENS, 384) and mask.shape == (4, CAPTION_TOKENS)
+    np.testing.assert_array_equal(tokens[0], tokens[2])
+    assert np.abs(tokens[0] - tokens[3]).max() > 1e-3
+    ref, ref_mask = TextEncoder()(["digit 2 is moving down"], max_length=CAPTION_TOKENS)
+    # the same encoder; a batch of 2 captions vs 1 reorders float32 sums: |diff| ~ 2e-6 on values ~ 1
+    np.testing.assert_allclose(tokens[3], np.asarray(ref)[0], atol=2e-5)
+    np.testing.assert_array_equal(mask[3], np.asarray(ref_mask)[0])
+    null_tokens, null_mask = null_condition((tokens, mask))
+    assert not np.any(np.asarray(null_tokens)) and np.array_equal(np.asarray(null_mask), mask)
+
+
+def test_evaluate_with_captions_on_the_real_i3d(checkpoints, tmp_path, capsys):
+    """`evaluate` on the text model: c from the captions of the real clips, w = 1, the real I3D."""
+    out = tmp_path / "r.json"
+    cli.main(["evaluate", "--checkpoint", checkpoints["text"], "--protocols", "unconditional", "--num-samples", "2",
+              "--fvd-splits", "1", "--batch-size", "2", "--i3d-batch-size", "2", "--steps", "2",
+              "--guidance-weight", "1", "--no-progress", "--out", str(out)])
+    res = json.loads(out.read_text())
+    (row,) = res["runs"]
+    assert res["feature_network"].startswith("I3D") and res["sampler"]["guidance_weight"] == 1.0
+    assert np.isfinite(row["fvd"]) and row["num_samples"] == 2 and 1.0 - 1e-6 <= row["is"] <= 400.0
+    assert "conditioning text" in capsys.readouterr().out
+
+
+def test_evaluate_with_labels(checkpoints, tmp_path, monkeypatch):
+    """`evaluate` on the class model (one-hot c from the clips' labels); a stub feature network
+    stands in for I3D, which the text test runs."""
+    from vdm_fast.evaluation import run
+
+    def stub(*args, **kwargs):
+        return lambda v: np.stack([np.asarray(v).mean((1, 2, 3, 4)), np.asarray(v).std((1, 2, 3, 4))], axis=1)
+
+    monkeypatch.setattr(run, "default_embed", stub)
+    out = tmp_path / "r.json"
+    cli.main(["evaluate", "--checkpoint", checkpoints["class"], "--protocols", "bair", "--num-samples", "2",
+              "--fvd-splits", "1", "--batch-size", "2", "--steps", "2", "--guidance-weight", "1", "--no-progress",
+              "--out", str(out)])
+    (row,) = json.loads(out.read_text())["runs"]
+    assert row["given_frames_max_abs_error"] == 0.0 and np.isfinite(row["fvd"])
