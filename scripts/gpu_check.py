@@ -485,18 +485,9 @@ def stage_train(check: Check, record: dict, sizes: Sizes, bf16: bool) -> None:
 
 def bf16_matmul_peak(n: int, repeats: int = 10) -> float:
     """Best bf16 FLOP/s of an n x n @ n x n matmul (2 n³ FLOPs) in this process."""
-    import jax
-    import jax.numpy as jnp
+    from vdm_fast.measure import matmul_peak_flops
 
-    a = jax.random.normal(jax.random.key(0), (n, n), jnp.bfloat16)
-    f = jax.jit(lambda x: x @ x)
-    f(a).block_until_ready()
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        f(a).block_until_ready()
-        best = min(best, time.perf_counter() - t0)
-    return 2 * n**3 / best
+    return matmul_peak_flops(n, repeats, dtype="bfloat16")
 
 
 def _peak_memory_mb() -> tuple[float, str]:

@@ -6,12 +6,12 @@ from __future__ import annotations
 import time
 
 
-def matmul_peak_flops(n: int = 1024, repeats: int = 10) -> float:
-    """Best float32 FLOP/s of an n x n @ n x n matmul (2 n³ FLOPs) over `repeats` timed runs."""
+def matmul_peak_flops(n: int = 1024, repeats: int = 10, dtype: str = "float32") -> float:
+    """Best FLOP/s of an n x n @ n x n matmul (2 n³ FLOPs) in `dtype` over `repeats` timed runs."""
     import jax
     import jax.numpy as jnp
 
-    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.dtype(dtype))
     f = jax.jit(lambda x: x @ x)
     f(a).block_until_ready()
     best = float("inf")
