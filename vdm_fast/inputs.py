@@ -2,7 +2,7 @@
 `interpolate`, `upsample`, `evaluate`; training's caption batches) imports its inputs from here.
 
 - Checkpoints: `DEFAULT_CHECKPOINT`, `resolve_checkpoint` (as given, or relative to the
-  repository root), `open_model` (the `Model`, every read failure one line naming the file).
+  repository root; `vdm_fast.generation.open_model` loads it, every failure one line).
 - Input videos: `load_input_video` (a file or a folder of frames at the model's size).
 - Dataset clips: `moving_mnist_settings` (the checkpoint's data record), `moving_mnist_data`,
   `dataset_clips`, `digit_size_default`.
@@ -14,6 +14,8 @@
 
 Functions here raise `InputError`; commands run them inside `usage_errors(...)`, so a user sees
 one line naming the flag or file and what was expected, and a library caller gets an exception.
+This module imports only the model layer (`vdm_fast.text_encoder`) and `vdm_ref`: the
+application packages import it, never the reverse.
 """
 
 from __future__ import annotations
@@ -22,8 +24,6 @@ import contextlib
 import functools
 import math
 import os
-import zipfile
-import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -32,7 +32,7 @@ import numpy as np
 __all__ = [
     "CAPTION_TOKENS", "DEFAULT_CHECKPOINT", "ConditionEncoder", "InputError", "UsageError", "check_flags",
     "check_writable", "dataset_clips", "digit_size_default", "load_input_video", "moving_mnist_data",
-    "moving_mnist_settings", "null_condition", "one_hot", "open_model", "resolve_checkpoint", "usage_errors",
+    "moving_mnist_settings", "null_condition", "one_hot", "resolve_checkpoint", "usage_errors",
 ]
 
 #: The Moving MNIST checkpoint shipped with the repository (relative to the repository root).
@@ -40,8 +40,6 @@ DEFAULT_CHECKPOINT = "checkpoints/mnist-small"
 #: Tokens per caption, [CLS] and [SEP] included: training pads and truncates every caption to this.
 CAPTION_TOKENS = 32
 _ROOT = Path(__file__).resolve().parents[1]
-#: Errors reading a damaged file (a truncated or bit-flipped zip raises the first three).
-READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError)
 
 
 class InputError(ValueError):
@@ -131,20 +129,6 @@ def resolve_checkpoint(path: str, flag: str = "--checkpoint") -> Path:
                      "`python cli.py train`"
                      + (f" (the default {DEFAULT_CHECKPOINT!r} ships with the repository: is this a full clone?)"
                         if path == DEFAULT_CHECKPOINT else ""))
-
-
-def open_model(path: str, *, backend: str = "fast", ema: bool = True, flag: str = "--checkpoint"):
-    """The `Model` of a checkpoint or run directory (`vdm_fast.generation.load_model`); any
-    failure to read it (missing, truncated, bit-flipped, mismatched) is an InputError naming the
-    flag and the file."""
-    from vdm_fast.generation.model import load_model
-
-    p = resolve_checkpoint(path, flag)
-    try:
-        return load_model(p, backend=backend, ema=ema)
-    except READ_ERRORS as e:
-        raise InputError(f"{flag} {path}: {e}" if str(p) in str(e) else f"{flag} {path}: cannot read {p}: "
-                         f"{type(e).__name__}: {e}") from e
 
 
 # ---------------------------------------------------------------------------------------------

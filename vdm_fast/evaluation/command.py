@@ -8,14 +8,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
-from vdm_fast.inputs import (
-    DEFAULT_CHECKPOINT,
-    InputError,
-    check_writable,
-    open_model,
-    resolve_checkpoint,
-    usage_errors,
-)
+from vdm_fast.generation import open_model
+from vdm_fast.inputs import DEFAULT_CHECKPOINT, InputError, check_writable, resolve_checkpoint, usage_errors
 
 from .report import format_table, write_results
 from .run import Embed, evaluate

@@ -16,8 +16,9 @@ from typing import ClassVar, Literal
 
 import numpy as np
 
-from vdm_fast.inputs import InputError, moving_mnist_settings, open_model
+from vdm_fast.inputs import InputError, moving_mnist_settings
 
+from .model import open_model
 from .options import Conditioned, FromVideo, Generated
 
 

@@ -136,6 +136,20 @@ def load_model(path: str | Path, *, backend: str = "fast", ema: bool = True, com
     return model_from_params(config, params, backend=backend, meta=meta, compute_dtype=compute_dtype)
 
 
+def open_model(path: str, *, backend: str = "fast", ema: bool = True, flag: str = "--checkpoint") -> Model:
+    """`load_model` of a command's checkpoint flag: the path as given or relative to the
+    repository root (`vdm_fast.inputs.resolve_checkpoint`); any failure to read it (missing,
+    truncated, bit-flipped, mismatched) is an `InputError` naming the flag and the file."""
+    from vdm_fast.inputs import InputError, resolve_checkpoint
+
+    p = resolve_checkpoint(path, flag)
+    try:
+        return load_model(p, backend=backend, ema=ema)
+    except (FileNotFoundError, ValueError) as e:  # CheckpointError is a ValueError
+        raise InputError(f"{flag} {path}: {e}" if str(p) in str(e) else f"{flag} {path}: cannot read {p}: "
+                         f"{type(e).__name__}: {e}") from e
+
+
 def describe(model: Model) -> str:
     """One line naming the model: preset, frames × size × channels, target, conditioning, step."""
     u = model.unet

@@ -28,10 +28,10 @@ from vdm_fast.inputs import (
     check_writable,
     dataset_clips,
     load_input_video,
-    open_model,
     usage_errors,
 )
 
+from .model import open_model
 from .outputs import VIDEO_FORMATS, output_paths, write_outputs
 
 
