@@ -114,7 +114,7 @@ def test_resume_takes_the_saved_configuration_and_skips_a_corrupt_checkpoint(tra
     data = bytearray(npz.read_bytes())
     data[len(data) // 2] ^= 0xFF
     npz.write_bytes(bytes(data))
-    with pytest.raises(ckpt.CheckpointError, match=r"step_00000002/arrays.npz is corrupt .*: delete "):
+    with pytest.raises(ckpt.CheckpointError, match=r"step_00000002/arrays.npz is corrupt .*: use another checkpoint"):
         ckpt.load_checkpoint(npz.parent)
     code, out, err = run_cli("--run-dir", run, "--resume", "--no-progress")
     assert code is None, err

@@ -3,7 +3,7 @@
 L(x) = w(λ_t) · mean ||f_θ(z_t, λ_t) − y||², y = ε or v, z_t = α_t x + σ_t ε. The reference
 functions are array-API code that is already right under `jax.jit` (see `vdm_fast.diffusion`),
 so each function here casts its inputs to float32 and calls the reference inside one jitted
-program, rather than copying its maths. The fast train step (`vdm_fast.training.step`) computes
+program, rather than copying its maths. The fast train step (`vdm_fast.train`) computes
 Eq. 2 through `vdm_ref.train.loss_fn`, which calls `vdm_ref.losses.diffusion_loss` under jit,
 and draws t and ε with `vdm_ref.train.step_randomness`.
 """

@@ -1,17 +1,44 @@
-"""The training step, compiled: the twin of `vdm_ref.train` (same names, same state layout,
-same draws). The loop and the CLI command live in `vdm_fast.training`, the mesh and placement in
-`vdm_fast.sharding`.
+"""The training step, compiled: the twin of `vdm_ref.train` (same names, same state layout, same
+draws): optax AdamW, EMA, sharded over a `jax.sharding.Mesh`. A model-layer module: the loop, the
+run directory and the CLI command (`vdm_fast.training`, the application layer) import it.
 
 The readable optimizer maths of the reference (`adam_update`, `clip_by_global_norm`,
 `ema_update`, ...) is re-exported as is (it is right under jit, on the canonical state); the
 compiled step itself uses the equivalent optax chain (`make_optimizer`), checked against it in
-tests/test_train_step.py.
+tests/test_train_step.py. By design, a non-finite loss leaves the state unchanged instead of
+applying the update.
 
-Differences from the reference, by design: the optimizer is an optax chain (its state converts
-to the reference's {"mu", "nu", "count"} by `opt_to_canonical`), the step is one `jax.jit`,
-and a non-finite loss leaves the state unchanged instead of applying the update.
+The same update as `vdm_ref.train.train_step` (see its module docstring for the equations), with
+
+- the network from `network_apply(backend)` (the Equinox U-Net of `vdm_fast.network`, optionally
+  in bfloat16 and rematerialised; `vdm_ref.network.apply` for 'ref');
+- the optimizer as an optax chain: clip_by_global_norm → scale_by_adam → add_decayed_weights →
+  scale_by_learning_rate(warm-up schedule);
+- the whole step under one `jax.jit`, with the state donated and every array placed by the
+  shardings of `vdm_fast.sharding` (data parallel: the batch split over devices; FSDP: every
+  parameter, EMA and Adam moment also split over the 'fsdp' mesh axis).
+
+`make_step` is what the training loop calls: for --backend fast this compiled step on a mesh,
+for --backend ref `vdm_ref.train.train_step` under jax.jit (`reference_step`), both on the same
+canonical checkpoint state.
+
+The state is a dict {"step", "params", "ema", "opt"} whose "params" and "ema" are nested dicts
+in the shared layout and whose "opt" is the optax state; `opt_to_canonical` /
+`opt_from_canonical` convert the latter to and from the backend-free {"mu", "nu", "count"} that
+checkpoints and `vdm_ref.train` use.
 """
 
+from __future__ import annotations
+
+import functools
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from vdm_ref import train as ref_train
 from vdm_ref.train import (  # noqa: F401  (small tree/scalar maths reused as is: right under jit)
     Recipe,
     adam_update,
@@ -29,15 +56,224 @@ from vdm_ref.train import (  # noqa: F401  (small tree/scalar maths reused as is
     step_randomness,
 )
 
-from .training.step import (  # noqa: F401
-    init_train_state,
-    loss_fn,
-    make_optimizer,
-    make_train_step,
-    network_apply,
-    opt_from_canonical,
-    opt_to_canonical,
-    state_from_canonical,
-    state_to_canonical,
-    train_step,
-)
+from vdm_fast import sharding as shd
+from vdm_fast.backend import BACKENDS, network_apply  # noqa: F401  (the one backend switch)
+
+
+def make_optimizer(config, recipe: Recipe, params=None) -> optax.GradientTransformation:
+    """AdamW with Appendix A's β1, β2, η, weight decay; warm-up, clipping from the Recipe."""
+    tc = config.train
+
+    def schedule(count):
+        return learning_rate_at(count, tc.learning_rate, recipe.warmup_steps)
+
+    mask = None
+    if not recipe.decay_biases:
+        mask = lambda p: jax.tree.map(lambda x: x.ndim >= 2, p)  # noqa: E731
+    parts = []
+    if recipe.grad_clip > 0:
+        parts.append(optax.clip_by_global_norm(recipe.grad_clip))
+    parts.append(optax.scale_by_adam(b1=tc.beta1, b2=tc.beta2, eps=recipe.adam_eps))
+    if tc.weight_decay > 0:
+        parts.append(optax.add_decayed_weights(tc.weight_decay, mask=mask))
+    parts.append(optax.scale_by_learning_rate(schedule))
+    return optax.chain(*parts)
+
+
+def init_train_state(config, params, recipe: Recipe):
+    """{"step", "params", "ema", "opt"}: float32 parameters (shared layout), EMA = θ, optax state."""
+    params = jax.tree.map(lambda p: jnp.asarray(p, jnp.float32), params)
+    opt = make_optimizer(config, recipe).init(params)
+    return _own_buffers({"step": jnp.zeros((), jnp.int32), "params": params, "ema": params, "opt": opt})
+
+
+def _own_buffers(state):
+    """Every leaf in a buffer of its own (the step donates the state: no buffer may appear twice,
+    as optax's two update counts or θ and its EMA copy would)."""
+    return jax.tree.map(lambda x: jnp.asarray(np.array(x, copy=True)), state)
+
+
+def _is_state(x):
+    return isinstance(x, (optax.ScaleByAdamState, optax.ScaleByScheduleState))
+
+
+def opt_to_canonical(opt_state) -> dict:
+    """The optax state as {"mu", "nu", "count"} (Adam's moments in the parameter layout)."""
+    for s in jax.tree.leaves(opt_state, is_leaf=_is_state):
+        if isinstance(s, optax.ScaleByAdamState):
+            return {"mu": s.mu, "nu": s.nu, "count": s.count}
+    raise ValueError("optimizer state holds no ScaleByAdamState")
+
+
+def opt_from_canonical(template, canonical: dict):
+    """An optax state shaped like `template` holding the canonical {"mu", "nu", "count"}
+    (the learning-rate schedule's count, equal to Adam's, is set too)."""
+    count = jnp.asarray(canonical["count"], jnp.int32)
+    f32 = lambda t: jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), t)  # noqa: E731
+
+    def put(s):
+        if isinstance(s, optax.ScaleByAdamState):
+            return optax.ScaleByAdamState(count=count, mu=f32(canonical["mu"]), nu=f32(canonical["nu"]))
+        if isinstance(s, optax.ScaleByScheduleState):
+            return optax.ScaleByScheduleState(count=count)
+        return s
+
+    return jax.tree.map(put, template, is_leaf=_is_state)
+
+
+def loss_fn(params, config, batch, key, *, backend="fast", train=True, compute_dtype=None, remat=False):
+    """Eq. 2 on one batch (see `vdm_ref.train.loss_fn`), with the `backend`'s network."""
+    apply_fn = network_apply(backend, compute_dtype=compute_dtype, remat=remat)
+    return ref_train.loss_fn(params, config, batch, key, apply_fn=apply_fn, train=train)
+
+
+def _step(state, batch, key, *, config, recipe, backend, compute_dtype=None, remat=False):
+    tc = config.train
+    optimizer = make_optimizer(config, recipe)
+    loss, grads = jax.value_and_grad(loss_fn)(state["params"], config, batch, key, backend=backend,
+                                              compute_dtype=compute_dtype, remat=remat)
+    norm = optax.tree.norm(grads)
+    updates, opt = optimizer.update(grads, state["opt"], state["params"])
+    params = optax.apply_updates(state["params"], updates)
+    n = state["step"]
+    decay = ema_decay_at(n + 1.0, tc.ema_decay, recipe.ema_warmup)
+    ema = jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, state["ema"], params)
+    # A non-finite loss or gradient leaves the state as it was (the loop then stops and saves it).
+    ok = jnp.isfinite(loss) & jnp.isfinite(norm)
+    new = {"step": n + 1, "params": params, "ema": ema, "opt": opt}
+    new = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, state)
+    metrics = {"loss": loss, "grad_norm": norm,
+               "learning_rate": learning_rate_at(n, tc.learning_rate, recipe.warmup_steps),
+               "ema_decay": decay}
+    return new, metrics
+
+
+def make_train_step(config, recipe: Recipe, *, backend="fast", state_sharding=None,
+                    batch_sharding=None, compute_dtype=None, remat=False):
+    """The jitted step (state, batch, key) -> (state, metrics), state donated.
+
+    With shardings (from `vdm_fast.sharding`), inputs and outputs are placed by them and
+    XLA inserts the collectives (gradient all-reduce for data parallelism; parameter all-gather
+    and gradient reduce-scatter for FSDP).
+    """
+    fn = functools.partial(_step, config=config, recipe=recipe, backend=backend,
+                           compute_dtype=compute_dtype, remat=remat)
+    if state_sharding is None:
+        return jax.jit(fn, donate_argnums=(0,))
+    mesh = jax.tree.leaves(batch_sharding)[0].mesh
+    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    return jax.jit(fn, donate_argnums=(0,),
+                   in_shardings=(state_sharding, batch_sharding, replicated),
+                   out_shardings=(state_sharding, replicated))
+
+
+def train_step(state, batch, config, recipe: Recipe, key, *, backend="fast"):
+    """One update, compiled (cached per config/recipe/backend). Same result as
+    `vdm_ref.train.train_step` on the same state, batch and key (to float32 round-off)."""
+    return _cached_step(config, recipe, backend)(state, batch, key)
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_step(config, recipe, backend):
+    return jax.jit(functools.partial(_step, config=config, recipe=recipe, backend=backend))
+
+
+def state_to_canonical(state) -> dict:
+    """A train state as backend-free NumPy nested dicts (what checkpoints store). Multi-host:
+    sharded arrays are gathered from every process first."""
+    canon = opt_to_canonical(state["opt"])
+
+    def to_np(tree):
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+
+            tree = multihost_utils.process_allgather(tree, tiled=True)
+        return jax.tree.map(lambda x: np.asarray(jax.device_get(x)), tree)
+
+    return {"params": to_np(state["params"]), "ema": to_np(state["ema"]),
+            "opt": {"mu": to_np(canon["mu"]), "nu": to_np(canon["nu"]),
+                    "count": np.asarray(jax.device_get(canon["count"]))}}
+
+
+def state_from_canonical(config, recipe: Recipe, arrays: dict, step: int):
+    """The train state of a checkpoint's arrays (inverse of `state_to_canonical`)."""
+    state = init_train_state(config, arrays["params"], recipe)
+    state["ema"] = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), arrays["ema"])
+    state["opt"] = opt_from_canonical(state["opt"], arrays["opt"])
+    state["step"] = jnp.asarray(step, jnp.int32)
+    return _own_buffers(state)
+
+
+# ---------------------------------------------------------------------------------------------
+# The step the loop runs: one call picks the implementation
+
+
+class TrainStep(NamedTuple):
+    """A ready-to-run step: `state` (placed), `step(state, batch, key) -> (state, metrics)` (a
+    non-finite step returns the state unchanged), `to_canonical(state)` (the checkpoint's NumPy
+    dicts) and `put_batch(host_batch)` (this process's rows -> the step's input)."""
+
+    state: object
+    step: Callable
+    to_canonical: Callable
+    put_batch: Callable
+
+
+def make_step(config, recipe: Recipe, *, backend: str = "fast", params=None, arrays=None, start_step: int = 0,
+              mesh=None, compute_dtype=None, remat=False) -> TrainStep:
+    """The training step of `backend` on a new state (`params`, shared layout) or a checkpoint's
+    canonical `arrays` at `start_step`.
+
+    fast: the compiled step, the state split over `mesh` ('data', 'fsdp'; FSDP rule of
+    `vdm_fast.sharding`), each batch over all its devices. ref: `reference_step` on one device.
+    """
+    if backend == "ref":
+        return reference_step(config, recipe, params, arrays, start_step)
+    if arrays is None:
+        state = init_train_state(config, params, recipe)
+    else:
+        state = state_from_canonical(config, recipe, arrays, start_step)
+    state_sh = shd.param_shardings(state, mesh, fsdp=True, axis="fsdp")
+    batch_sh = shd.batch_sharding(mesh, axis=shd.TRAIN_AXES)
+    leaves, treedef = jax.tree.flatten(state_sh)
+    step = _sharded_step(config, recipe, backend, compute_dtype, remat, treedef, tuple(leaves), batch_sh)
+    batch_size = config.train.batch_size
+    return TrainStep(jax.device_put(state, state_sh), step, state_to_canonical,
+                     lambda b: shd.global_batch(b, batch_sh, batch_size))
+
+
+@functools.lru_cache(maxsize=4)
+def _sharded_step(config, recipe, backend, compute_dtype, remat, treedef, leaves, batch_sh):
+    """`make_train_step`, cached per configuration and placement: a second run in the same
+    process (a resume, a test) reuses the compiled program."""
+    return make_train_step(config, recipe, backend=backend, state_sharding=jax.tree.unflatten(treedef, leaves),
+                           batch_sharding=batch_sh, compute_dtype=compute_dtype, remat=remat)
+
+
+def reference_step(config, recipe: Recipe, params=None, arrays=None, start_step: int = 0) -> TrainStep:
+    """--backend ref: `vdm_ref.train.train_step` (jax.grad over the reference, the reference
+    AdamW) under jax.jit, on the canonical state {"step", "params", "ema", "opt": {"mu", "nu",
+    "count"}} that checkpoints hold. A non-finite step returns the previous state."""
+    f32 = lambda t: jax.tree.map(lambda x: jnp.asarray(np.asarray(x), jnp.float32), t)  # noqa: E731
+    if arrays is None:
+        state = ref_train.init_train_state(config, f32(params))
+        state["opt"]["count"] = jnp.zeros((), jnp.int32)
+    else:
+        state = {"params": f32(arrays["params"]), "ema": f32(arrays["ema"]),
+                 "opt": {"mu": f32(arrays["opt"]["mu"]), "nu": f32(arrays["opt"]["nu"]),
+                         "count": jnp.asarray(arrays["opt"]["count"], jnp.int32)}}
+    state["step"] = jnp.asarray(start_step, jnp.int32)
+    jitted = jax.jit(lambda s, b, k: ref_train.train_step(s, b, config, recipe, k))
+
+    def step(s, b, k):
+        new, metrics = jitted(s, b, k)
+        ok = bool(jnp.isfinite(metrics["loss"]) & jnp.isfinite(metrics["grad_norm"]))
+        return (new if ok else s), metrics
+
+    def to_canonical(s):
+        to_np = lambda t: jax.tree.map(lambda x: np.asarray(jax.device_get(x)), t)  # noqa: E731
+        return {"params": to_np(s["params"]), "ema": to_np(s["ema"]),
+                "opt": {"mu": to_np(s["opt"]["mu"]), "nu": to_np(s["opt"]["nu"]),
+                        "count": np.asarray(jax.device_get(s["opt"]["count"]), np.int32)}}
+
+    return TrainStep(state, step, to_canonical, lambda b: jax.tree.map(jnp.asarray, b))

@@ -36,7 +36,7 @@ from .memory import check_memory
 from .options import TrainOptions
 from .rundir import (check_resume_compatible, check_run_dir, plot_losses, prepare_run_dir, run_metadata,
                      write_marker, write_samples)
-from .step import BACKENDS, make_step, step_key
+from vdm_fast.train import BACKENDS, make_step, step_key
 
 
 def train(opts: TrainOptions) -> dict:

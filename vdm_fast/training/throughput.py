@@ -29,7 +29,7 @@ def measure(config, recipe=None, *, steps: int = 10, warmup: int = 2, data_paral
     from vdm_ref.network import count_params, flops, init
     from vdm_ref.train import Recipe, step_key
 
-    from .step import make_step
+    from vdm_fast.train import make_step
 
     recipe = recipe or Recipe()
     u, tc = config.unet, config.train

@@ -186,7 +186,8 @@ def load_checkpoint(path: str | Path) -> tuple[dict, dict]:
                                   f"(with meta.json and arrays.npz) or a run directory with "
                                   f"{CHECKPOINT_DIR}/step_*")
         path = latest
-    todo = f"delete {path} (or resume from an earlier checkpoint)"
+    todo = ("use another checkpoint (`train --resume` falls back to the newest intact one; "
+            f"remove {path} yourself once you no longer need it)")
     try:
         meta = json.loads((path / "meta.json").read_text())
         if not isinstance(meta, dict):
