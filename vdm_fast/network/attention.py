@@ -14,16 +14,19 @@ Attention paths (chosen per call from static shapes, see docs/network.md "Attent
   (`attention_implementation`); it never materialises the logits. A cuDNN failure at trace
   time falls back to the paths below with a warning instead of crashing. A module's
   `implementation` field ('xla', 'cudnn' or None = automatic) overrides the choice.
-- plain: `jax.nn.dot_product_attention(implementation="xla")`, which materialises the float32
-  logits [N, heads, Sq, Sk], when those take at most `LOGITS_LIMIT_BYTES`.
+- plain (XLA), when the float32 logits [N, heads, Sq, Sk] take at most `LOGITS_LIMIT_BYTES`:
+  the kernel below as one chunk, which materialises the logits once and normalises after the
+  P·V matmul (deferred normalisation: Sq·d divisions instead of Sq·Sk). It computes what
+  `jax.nn.dot_product_attention(implementation="xla")` computes (same float32 logits, mask
+  value and fully-masked-row behaviour), measured faster on the CPU (docs/network.md).
 - memory-efficient (`memory_efficient_attention`) above it: query chunks, each with an online
   softmax over key chunks (running max and normaliser, float32 accumulation, normalised after
   the P·V matmul), each chunk under `jax.checkpoint`, so neither the forward nor the backward
   pass holds more than one chunk's logits (`CHUNK_LOGITS_BYTES`).
 
-Shaw et al.'s relative attention cannot go through `jax.nn.dot_product_attention` (its value
-term needs the attention weights), so it always runs the chunked kernel (one chunk when the
-logits fit).
+Shaw et al.'s relative attention (`relative_attention`) needs the attention weights for its
+value term, so it has no cuDNN path; it takes the plain or the memory-efficient path by the
+same rule.
 """
 
 from __future__ import annotations
@@ -221,6 +224,16 @@ def memory_efficient_attention(q, k, v, bias=None, mask=None, *, query_chunk=Non
     return _heads_major(out)
 
 
+def _xla_attention(q, k, v, bias=None, mask=None, rel_key=None, rel_value=None):
+    """[N, Sq, heads, d] attention by the XLA paths: one chunk (plain) while the logits take at
+    most LOGITS_LIMIT_BYTES, else the memory-efficient chunking (`chunk_sizes`)."""
+    one_chunk = logits_bytes(q, k) <= LOGITS_LIMIT_BYTES
+    out = _chunked_heads_major(*map(_heads_major, (q, k, v)), bias, mask, rel_key, rel_value,
+                               query_chunk=q.shape[1] if one_chunk else None,
+                               key_chunk=k.shape[1] if one_chunk else None)
+    return _heads_major(out)
+
+
 def _attend(q, k, v, bias=None, mask=None, implementation=None):
     """Attention [N, Sq, heads, d] by the path of the module docstring."""
     impl = implementation or attention_implementation(q.dtype, q.shape[-1])
@@ -234,29 +247,21 @@ def _attend(q, k, v, bias=None, mask=None, implementation=None):
         except (RuntimeError, ValueError, NotImplementedError, TypeError) as err:
             warnings.warn(f"cuDNN attention unavailable ({type(err).__name__}: {err}); using XLA",
                           RuntimeWarning, stacklevel=2)
-    if logits_bytes(q, k) > LOGITS_LIMIT_BYTES:
-        return memory_efficient_attention(q, k, v, bias, mask)
-    return jax.nn.dot_product_attention(q, k, v, bias=bias, mask=mask, implementation="xla")
+    return _xla_attention(q, k, v, bias, mask)
 
 
 def dot_product_attention(q, k, v, bias=None, mask=None):
     """Twin of `vdm_ref.network.attention.dot_product_attention` (same shapes and masking): the
-    path of the module docstring (cuDNN / plain XLA / memory-efficient)."""
+    path of the module docstring (cuDNN / plain / memory-efficient)."""
     return _attend(q, k, v, bias, mask)
 
 
 def relative_attention(q, k, v, key_embeddings, value_embeddings, mask=None):
     """Twin of `vdm_ref.network.attention.relative_attention` (Shaw et al. 2018 [45]):
-    e_ij = q_i·(k_j + a^K_ij)/√d, z_i = Σ_j α_ij (v_j + a^V_ij), on the chunked kernel (one
-    chunk while the logits fit in LOGITS_LIMIT_BYTES). q, k, v: [N, S, heads, d]; a^K, a^V:
-    [S, S, d]; mask broadcastable to [N, heads, S, S]. Returns [N, S, heads, d]."""
-    n, sq, heads, _ = q.shape
-    sk = k.shape[1]
-    one_chunk = logits_bytes(q, k) <= LOGITS_LIMIT_BYTES
-    out = _chunked_heads_major(*map(_heads_major, (q, k, v)), None, mask, key_embeddings,
-                               value_embeddings, query_chunk=sq if one_chunk else None,
-                               key_chunk=sk if one_chunk else None)
-    return _heads_major(out)
+    e_ij = q_i·(k_j + a^K_ij)/√d, z_i = Σ_j α_ij (v_j + a^V_ij), by the plain or the
+    memory-efficient path (module docstring). q, k, v: [N, S, heads, d]; a^K, a^V: [S, S, d];
+    mask broadcastable to [N, heads, S, S]. Returns [N, S, heads, d]."""
+    return _xla_attention(q, k, v, None, mask, key_embeddings, value_embeddings)
 
 
 # ---------------------------------------------------------------------------------------------
