@@ -37,7 +37,8 @@ def run(args, model=None) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     written = []
     kwargs = {"sr": dict(w_rs=tuple(args.w_r), samplers=tuple(args.samplers), baselines=not args.no_baselines),
-              "interpolation": dict(w_rs=tuple(args.temporal_w_r)), "prediction": dict(w_rs=tuple(args.temporal_w_r)),
+              "interpolation": dict(w_rs=tuple(args.temporal_w_r), samplers=tuple(args.temporal_samplers)),
+              "prediction": dict(w_rs=tuple(args.temporal_w_r), samplers=tuple(args.temporal_samplers)),
               "extend": dict(w_r=args.extend_w_r, reference_videos=args.reference_videos)}
     for task in args.tasks:
         print(f"{task}, seed {args.seed}: {args.videos} videos, {args.steps} steps", flush=True)
@@ -88,6 +89,7 @@ def main(argv=None, model=None):
     r.add_argument("--w-r", type=float, nargs="+", default=[1.0, 5.0, 20.0], help="Eq. 8 weights (sr)")
     r.add_argument("--samplers", nargs="+", default=["ancestral", "pc"], choices=["ancestral", "pc"])
     r.add_argument("--temporal-w-r", type=float, nargs="+", default=[5.0], help="Eq. 7 weights (interpolation, prediction)")
+    r.add_argument("--temporal-samplers", nargs="+", default=["ancestral"], choices=["ancestral", "pc"])
     r.add_argument("--extend-w-r", type=float, default=5.0)
     r.add_argument("--reference-videos", type=int, default=64, help="real clips for the extension reference rows")
     r.add_argument("--runs", default="/tmp/conditional_runs")

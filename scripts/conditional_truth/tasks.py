@@ -13,37 +13,31 @@ import time
 import numpy as np
 
 from vdm_fast.generation import SamplerOptions, Timeline, extend, predict, run_timeline, sample, upsample
+from vdm_fast.inputs import moving_mnist_data
 from vdm_ref.guidance import downsample_area
 from vdm_ref.support.eval import boundary_coherence, reference_scores
 from vdm_ref.support.eval.sample_quality import JUMP_TOLERANCE, digit_sample_quality
 
 from .measures import UPSAMPLERS, digit_agreement, label_accuracy, psnr, upsample_classical
 
-#: The clip set of the generation commands' --clip (`commands.dataset_clips`): test digits, this seed.
-CLIP_SEED = 1234
 #: The extension windows' key is EXTEND_KEY + seed (the first block's is the seed).
 EXTEND_KEY = 1000
 
 
 def data_settings(model) -> dict:
-    """The Moving MNIST settings the checkpoint was trained with (its meta.json "data" record)."""
-    data = dict(model.meta.get("data") or {})
-    speed = data.get("mnist_speed", data.get("speed", (1.0, 3.0)))
-    return {"resolution": model.image_size, "frameskip": model.unet.frameskip,
-            "digit_size": int(data.get("mnist_digit_size", data.get("digit_size", 20))),
-            "num_digits": data.get("mnist_digits", data.get("num_digits", 1)),
-            "speed": tuple(speed) if isinstance(speed, (list, tuple)) else float(speed)}
+    """The Moving MNIST settings the checkpoint was trained with (`vdm_fast.inputs`, from its
+    meta.json "data" record), as the JSON records them."""
+    ds = moving_mnist_data(model, 1, num_frames=1, what="the ground-truth clips")
+    return {"resolution": ds.resolution, "frameskip": ds.frameskip, "digit_size": ds.digit_size,
+            "num_digits": list(ds.num_digits), "speed": list(ds.speed), "motion": ds.motion}
 
 
 def truth_clips(model, seed: int, videos: int, frames: int):
     """Real clips [videos, frames, H, W, C] and their digit labels [videos, max_digits] (-1 padded):
-    clips seed·videos ... (seed + 1)·videos − 1 of the held-out set, so seeds draw disjoint clips."""
-    from vdm_ref.support.data import MovingMNIST
-
-    s = data_settings(model)
-    num_digits = s["num_digits"]
-    ds = MovingMNIST((seed + 1) * videos, num_frames=frames, split="test", seed=CLIP_SEED,
-                     **{**s, "num_digits": tuple(num_digits) if isinstance(num_digits, list) else num_digits})
+    clips seed·videos ... (seed + 1)·videos − 1 of the generation commands' --clip set
+    (`vdm_fast.inputs.moving_mnist_data`: the model's settings, held-out MNIST test digits), so
+    seeds draw disjoint clips."""
+    ds = moving_mnist_data(model, (seed + 1) * videos, num_frames=frames, what="the ground-truth clips")
     idx = np.arange(seed * videos, (seed + 1) * videos)
     labels = [ds.spec(int(i)).labels for i in idx]
     width = max(len(x) for x in labels)
@@ -128,16 +122,20 @@ def _temporal_rows(model, seed, x, labels, known, unknown, run, baseline, method
     return {"known": list(known), "unknown": list(unknown), "rows": rows, "truth": truth}, outs
 
 
-def conditioning_methods(w_rs=(5.0,)):
-    """Replacement (w_r = 0) and reconstruction guidance (Eq. 7) at each w_r > 0, ancestral sampler."""
+def conditioning_methods(w_rs=(5.0,), samplers=("ancestral",)):
+    """Replacement (w_r = 0) and reconstruction guidance (Eq. 7) at each w_r > 0, with each sampler
+    ('ancestral'; 'pc' rows are named with a ", pc" suffix)."""
     def methods(steps):
-        yield "replacement", options(steps, method="replacement")
-        for w in (w for w in w_rs if w > 0):
-            yield f"reconstruction, w_r = {w:g}", options(steps, w_r=w)
+        for sampler in samplers:
+            pc = sampler == "pc"
+            suffix = ", pc" if pc else ""
+            yield "replacement" + suffix, options(steps, method="replacement", corrector=pc)
+            for w in (w for w in w_rs if w > 0):
+                yield f"reconstruction, w_r = {w:g}{suffix}", options(steps, w_r=w, corrector=pc)
     return methods
 
 
-def interpolation(model, seed: int, videos: int, steps: int, w_rs=(5.0,)):
+def interpolation(model, seed: int, videos: int, steps: int, w_rs=(5.0,), samplers=("ancestral",)):
     """Every other frame of a real clip known (0, 2, ..., F − 2), the others generated in one block
     of F frames. Frames 1, 3, ..., F − 3 lie between two known frames (scored: `unknown`); the last
     frame, F − 1, has a known frame on one side only (scored apart: `last_frame_psnr`).
@@ -155,13 +153,14 @@ def interpolation(model, seed: int, videos: int, steps: int, w_rs=(5.0,)):
         out, _ = run_timeline(model, seed, Timeline(f, videos, cond, known), context_frames=0, options=opts)
         return out
 
-    result, outs = _temporal_rows(model, seed, x, labels, known, inner, run, base, conditioning_methods(w_rs), steps, ())
+    result, outs = _temporal_rows(model, seed, x, labels, known, inner, run, base, conditioning_methods(w_rs, samplers),
+                                  steps, ())
     for name, out in outs.items():
         result["rows"][name]["last_frame_psnr"] = _mean(psnr(out, x, [f - 1]))
     return result, {"condition": cond, "truth": x, **outs}
 
 
-def prediction(model, seed: int, videos: int, steps: int, given: int = 2, w_rs=(5.0,)):
+def prediction(model, seed: int, videos: int, steps: int, given: int = 2, w_rs=(5.0,), samplers=("ancestral",)):
     """The first `given` frames of a real clip known, the other F − given generated (Sec. 4.2).
     Baseline: the last given frame repeated. `junction` is the carry-over of the pair (given − 1,
     given) that straddles known and generated frames; `within` that of all other pairs."""
@@ -171,7 +170,7 @@ def prediction(model, seed: int, videos: int, steps: int, given: int = 2, w_rs=(
     cond = np.concatenate([x[:, :given], np.zeros_like(x[:, given:])], axis=1)
     result, outs = _temporal_rows(model, seed, x, labels, range(given), range(given, f),
                                   lambda opts: predict(model, seed, x, given_frames=given, options=opts),
-                                  base, conditioning_methods(w_rs), steps, (given,))
+                                  base, conditioning_methods(w_rs, samplers), steps, (given,))
     return result, {"condition": cond, "truth": x, **outs}
 
 
@@ -202,8 +201,8 @@ def extension(model, seed: int, videos: int, steps: int, w_r: float = 5.0, block
         outs[name] = out
     s = data_settings(model)
     refs = reference_scores(num_videos=reference_videos, num_frames=blocks * f, boundaries=boundaries,
-                            resolution=s["resolution"], digit_size=size, num_digits=s["num_digits"],
-                            speed=s["speed"])
+                            resolution=s["resolution"], digit_size=size, num_digits=tuple(s["num_digits"]),
+                            speed=tuple(s["speed"]))
     truth = {k: r.as_dict() for k, r in refs.items()}
     return {"blocks": blocks, "context_frames": f // 2, "w_r": w_r, "rows": rows, "truth": truth}, outs
 
