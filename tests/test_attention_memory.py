@@ -7,8 +7,8 @@
   jaxpr, nested scans and rematerialised chunks included), while the plain path does.
 - The blocks pick it by themselves above `LOGITS_LIMIT_BYTES` (lowered here by monkeypatch)
   and then compute what the plain path computes, joint image-video mask included.
-- Slow (`-m slow`): a forward + backward of a spatial attention block at 64x64 = 4096 tokens,
-  each path in its own process, peak RSS measured (`resource.getrusage`).
+- Slow (`-m slow`, ~20 s): a forward + backward of a spatial attention block at 64x64 = 4096
+  tokens, each path in its own process, peak RSS measured (`resource.getrusage`).
 
 Tolerance. Both paths compute in float32 (unit roundoff 6e-8) with the same logits; the
 chunked one sums exponentials and P·V products in another order and normalises after the
@@ -175,7 +175,7 @@ _RSS_CHILD = textwrap.dedent("""
          "v": dense(), "out": dense()}
     p = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float32), p)
     block = fa.SpatialAttention.from_params(p, head_dim=16, groups=8)
-    x = jnp.asarray(rng.standard_normal((1, 1, 64, 64, c)), jnp.float32)
+    x = jnp.asarray(rng.standard_normal((1, 2, 64, 64, c)), jnp.float32)
     step = eqx.filter_jit(eqx.filter_value_and_grad(lambda m, x: jnp.mean(m(x) ** 2)))
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     loss, grads = step(block, x)
@@ -187,10 +187,10 @@ _RSS_CHILD = textwrap.dedent("""
 
 @pytest.mark.slow
 def test_spatial_attention_at_4096_tokens_trains_in_a_fraction_of_the_plain_memory():
-    # B = 1, T = 1, C = 16, one head: the logits take 64 MiB (float32), under the default limit,
-    # so each child sets the limit to force its path. Measured on the 2-core
-    # CPU: peak RSS growth (compile included) 171 MiB chunked, 515 MiB plain; a trivial block's
-    # compile alone grows RSS by ~80 MiB.
+    # B = 1, T = 2, C = 16, one head: the logits take 128 MiB (float32), under the default
+    # limit, so each child sets the limit to force its path. Measured on the 2-core CPU: peak
+    # RSS growth (compile included) 200-207 MiB chunked, 578-581 MiB plain; a trivial block's
+    # compile alone grows RSS by ~70-80 MiB.
     out = {}
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": ""}
     for mode in ("chunked", "plain"):
