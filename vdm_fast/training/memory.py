@@ -38,7 +38,8 @@ def estimate_memory_bytes(config: Config, *, per_device_batch: int, fsdp: int = 
     State: θ, EMA, Adam's m and v, the gradient and the update: 6 × params / fsdp. Activations
     kept for the backward pass: for every block, about 8 tensors of its output size (norms,
     activations, convolution outputs) plus, for attention blocks, the logits and the softmax
-    [B·frames, heads, S, S] of spatial and [B·H·W, heads, T, T] of temporal attention. With
+    [B·frames, heads, S, S] of spatial and [B·H·W, heads, T, T] of temporal attention — or, where
+    those exceed `LOGITS_LIMIT_BYTES` and the memory-efficient path runs, a few chunks' worth. With
     rematerialisation only block inputs are kept (about a quarter).
     """
     from vdm_ref.network import blocks, count_params
@@ -54,10 +55,22 @@ def estimate_memory_bytes(config: Config, *, per_device_batch: int, fsdp: int = 
         acts += 8 * pixels * max(blk.in_channels, blk.out_channels)
         heads = blk.in_channels // u.head_dim
         if blk.kind == "spatial_attn":
-            acts += 3 * b * frames * heads * (r * r) ** 2
+            acts += _attention_logits(b * frames * heads, r * r)
         elif blk.kind == "temporal_attn":
-            acts += 3 * b * r * r * heads * frames**2
+            acts += _attention_logits(b * r * r * heads, frames)
     return state + 4 * acts // (4 if remat else 1)
+
+
+def _attention_logits(rows: int, tokens: int) -> int:
+    """Float32 elements an attention block keeps for the backward pass: logits and softmax of
+    `rows` [tokens, tokens] maps (3 tensors' worth), or 3 chunks' worth when the memory-efficient
+    path takes over (`vdm_fast.network.attention.LOGITS_LIMIT_BYTES`)."""
+    from vdm_fast.network.attention import CHUNK_LOGITS_BYTES, LOGITS_LIMIT_BYTES
+
+    full = rows * tokens * tokens
+    if 4 * full > LOGITS_LIMIT_BYTES:
+        return 3 * CHUNK_LOGITS_BYTES // 4
+    return 3 * full
 
 
 def check_memory(config: Config, *, per_device_batch: int, fsdp: int, available: int | None = None,
