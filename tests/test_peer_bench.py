@@ -65,9 +65,10 @@ def test_driver_reads_a_peer_and_computes_flop_rates(fake_peer, monkeypatch):
     assert row["eval_s"] == 0.5 and row["train_step_s"] == 2.0
     assert row["eval_flops_per_s"] == pytest.approx(2e9 * 2 / 0.5)
     assert row["train_flops_per_s"] == pytest.approx(3 * 2e9 * 2 / 2.0)
-    # the child touched 64 MB and wait4 reports the child's own peak, not the parent's; the lower
-    # bound is loose because a loaded machine may reclaim pages before they are all resident at once
-    assert 16 <= row["peak_rss_eval_mb"] < 1024 and 16 <= row["peak_rss_train_mb"] < 1024
+    # the child touched 64 MB, so wait4 must see at least that much (loosely: a loaded machine may
+    # reclaim pages early). No upper bound: a child forked from a large parent (pytest with JAX
+    # loaded) reports the parent's pre-exec pages too — why benchmarks/peer.py runs from a light driver.
+    assert row["peak_rss_eval_mb"] >= 16 and row["peak_rss_train_mb"] >= 16
     assert result["torch"] == "fake"
     table = peer.markdown(result)
     assert "| A: B=2, 8x32x32x3, 32 ch x (1,2,4), attention at every level | VDP |" in table
