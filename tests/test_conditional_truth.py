@@ -151,7 +151,8 @@ def tiny_checkpoint(tmp_path_factory):
 
 @pytest.mark.slow
 def test_script_runs_every_task_at_tiny_size(tiny_checkpoint, tmp_path):
-    # the command line on a checkpoint (a random U-Net): minutes here, as every sampler compiles
+    # the command line on a checkpoint (a random U-Net): every sampler compiles, 40 s on an idle
+    # 2-core CPU and over 10 minutes on a loaded one
     runs = tmp_path / "runs"
     cmd = [sys.executable, "-m", "scripts.conditional_truth", "run", "sr", "interpolation", "prediction", "extend",
            "--checkpoint", str(tiny_checkpoint), "--videos", "2", "--steps", "4", "--w-r", "5",

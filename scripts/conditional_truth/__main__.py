@@ -66,11 +66,15 @@ def write_report(args) -> str:
     assets.mkdir(parents=True, exist_ok=True)
     for task, runs in report.load_runs(args.runs).items():
         first = runs[0]
+        if not all(Path(p).exists() for p in first["npz"]):
+            print(f"{task}: no videos beside the JSON (only the tables can be made): strip skipped")
+            continue
         marks = first["rows"][next(iter(first["rows"]))].get("boundaries", ()) if task == "extend" else ()
-        img = report.task_strip(first["npz"], videos=args.strip_videos, scale=1 if task == "extend" else 2,
-                                marks=marks)
+        extend = task == "extend"  # 32 frames a row: smaller frames, one video more
+        img = report.task_strip(first["npz"], videos=args.strip_videos + extend, scale=1 if extend else 2,
+                                marks=marks, order=report.sr_order if task == "sr" else None)
         path = assets / f"{task}.png"
-        img.save(path)
+        img.quantize(colors=128).save(path, optimize=True)  # palette PNG: a third of the size
         print(f"wrote {path}")
     return text
 

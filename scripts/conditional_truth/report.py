@@ -64,16 +64,18 @@ def table(runs: list[dict], columns, where: str = "rows", truth_row: str | None 
     for name in runs[0][where]:
         got = [r[where][name] for r in runs if name in r[where]]
         cells = [spread([g.get(k) for g in got], d) for _, k, d in columns]
-        secs = " / ".join(f"{g['seconds']:.0f}" for g in got)
+        secs = " / ".join(f"{g['seconds']:.0f}" for g in got) if "seconds" in got[0] else "–"
         lines.append("| " + " | ".join([name, *cells, secs]) + " |")
     return "\n".join(lines)
 
 
 def summary(runs: list[dict]) -> str:
-    """One line: videos per seed, seeds, steps, wall time per seed, load average."""
+    """One line: videos per seed, seeds, steps, wall time per seed (all of the seed's files), and the
+    range of the load average read at their starts and ends."""
     r0 = runs[0]
-    walls = ", ".join(f"seed {r['seed']}: {r['wall_seconds'] / 60:.1f} min (load average {r['load_start']:.1f} → "
-                      f"{r['load_end']:.1f})" for r in runs)
+    walls = ", ".join(f"seed {r['seed']}: {r['wall_seconds'] / 60:.1f} min (1-min load average "
+                      f"{min(r['load_start'], r['load_end']):.1f}–{max(r['load_start'], r['load_end']):.1f} "
+                      "at the runs' starts and ends)" for r in runs)
     return (f"N = {r0['videos']} videos per seed, seeds {[r['seed'] for r in runs]}, {r0['steps']} sampling steps; "
             f"wall time {walls}")
 
@@ -89,10 +91,20 @@ EXTEND_COLUMNS = [("boundary coherence", "boundary", 3), ("within-block", "withi
                   ("median jump within (px)", "median_jump_within", 2)]
 
 
+def sr_order(name: str):
+    """Baselines first (as run), then the Eq. 8 rows by sampler and w_r: 'Eq. 8, w_r = 5, pc'."""
+    if not name.startswith("Eq. 8"):
+        return (0, "", 0.0)
+    _, w, sampler = name.split(", ")
+    return (1, sampler, float(w.split("=")[1]))
+
+
 def markdown(folder) -> str:
     """Every task's table, with the run summary line under it."""
     runs = load_runs(folder)
     out = []
+    for r in runs.get("sr", []):
+        r["rows"] = dict(sorted(r["rows"].items(), key=lambda kv: sr_order(kv[0])))
     if "sr" in runs:
         out += ["### Spatial super-resolution (Eq. 8)", "", table(runs["sr"], SR_COLUMNS, truth_row="real 32x32 clip"),
                 "", summary(runs["sr"]), ""]
@@ -107,8 +119,8 @@ def markdown(folder) -> str:
     if "extend" in runs:
         ext = runs["extend"]
         for r in ext:  # the real / spliced reference as rows of their own
-            r["ref"] = {f"{k} Moving MNIST clips" if k == "real" else "real clips spliced at every boundary":
-                        {**v, "seconds": 0.0} for k, v in r["truth"].items()}
+            r["ref"] = {f"{k} Moving MNIST clips" if k == "real" else "real clips spliced at every boundary": v
+                        for k, v in r["truth"].items()}
         out += ["### Table 6 on the shipped model: 4x extension", "", table(ext, EXTEND_COLUMNS), "",
                 "References (the same boundaries, τ = the real clips' own):", "", table(ext, EXTEND_COLUMNS, "ref"),
                 "", summary(ext), ""]
@@ -158,17 +170,19 @@ def strip(rows, *, scale: int = 2, gap: int = 2, label_width: int = 170, marks=(
     return img
 
 
-def task_strip(npz_paths, *, videos: int = 2, scale: int = 2, marks=()) -> Image.Image:
+def task_strip(npz_paths, *, videos: int = 2, scale: int = 2, marks=(), order=None) -> Image.Image:
     """The strip of one seed's run files: for each of the first `videos` videos, the condition,
-    every generated row (in file order), the truth (when there is one), then a blank line."""
+    every generated row (in file order, or sorted by the key function `order`), the truth (when
+    there is one), then a blank line."""
     arrays = {}
     for path in npz_paths:
         with np.load(path) as z:
             arrays.update({n: z[n] for n in z.files if n not in arrays})
     names = [n for n in arrays if n not in ("condition", "truth")]
+    names = names if order is None else sorted(names, key=order)
     size = max(a.shape[2] for a in arrays.values())
     rows = []
-    for i in range(videos):
+    for i in range(min(videos, min(len(a) for a in arrays.values()))):
         if "condition" in arrays:
             c = arrays["condition"][i]
             rows.append((f"condition (video {i})", c if c.shape[1] == size else nearest_resize(c, size)))
