@@ -12,8 +12,10 @@ checkpoint (default `checkpoints/mnist-small`, 8 frames of 32x32):
 - `extend`: Table 6 on the shipped model: 4x block-autoregressive extension of the model's own
   samples, reconstruction guidance vs replacement, boundary vs within-block coherence.
 
-    python -m scripts.conditional_truth run sr --seed 0 --videos 32 --steps 64
+    python -m scripts.conditional_truth run sr prediction interpolation extend --seed 0 --videos 16 --steps 32
     python -m scripts.conditional_truth report            # Markdown tables + PNG strips
+
+(docs/results.md, "Conditional generation against ground truth", lists the runs behind its tables.)
 
 Modules: `measures` (PSNR, classical upsamplers, digit agreement), `tasks` (the three runs),
 `report` (tables over seeds, image strips), `__main__` (the command line).
