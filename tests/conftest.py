@@ -13,7 +13,19 @@ jax.config.update("jax_enable_x64", True)
 # Broadcasting must be explicit in library code (STYLE.md): implicit rank promotion is an error.
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
+import pytest  # noqa: E402
 from hypothesis import settings  # noqa: E402
 
 settings.register_profile("vdm", deadline=None, max_examples=20, derandomize=True)
 settings.load_profile("vdm")
+
+
+@pytest.fixture
+def no_sampling(monkeypatch):
+    """Fail the test if a generation command starts sampling (bad input must be refused before)."""
+    from vdm_fast.generation import engine
+
+    def fail(*args, **kwargs):
+        raise AssertionError("sampling started despite bad input")
+
+    monkeypatch.setattr(engine, "sample_window", fail)

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 import cli
-from vdm_fast.generation import engine
 from vdm_fast.inputs import CAPTION_TOKENS, ConditionEncoder
 from vdm_ref import configs as C
 from vdm_ref.support.checkpoint import save_checkpoint
@@ -66,14 +65,6 @@ def one_line_error(argv) -> str:
     message = e.value.code
     assert isinstance(message, str) and "\n" not in message and message.startswith("error:"), message
     return message
-
-
-@pytest.fixture
-def no_sampling(monkeypatch):
-    def fail(*args, **kwargs):
-        raise AssertionError("sampling started despite bad input")
-
-    monkeypatch.setattr(engine, "sample_window", fail)
 
 
 @pytest.mark.parametrize("kind", ["class", "text"])

@@ -16,7 +16,6 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import cli
-from vdm_fast.generation import engine
 from vdm_ref import configs as C
 from vdm_ref.support.checkpoint import save_checkpoint
 
@@ -40,14 +39,6 @@ def checkpoint(tmp_path_factory):
                     {"config": C.config_to_dict(cfg), "data": {"dataset": "moving_mnist", "mnist_digit_size": 4,
                                                                "mnist_digits": 1}})
     return run
-
-
-@pytest.fixture
-def no_sampling(monkeypatch):
-    def fail(*args, **kwargs):
-        raise AssertionError("sampling started despite bad input")
-
-    monkeypatch.setattr(engine, "sample_window", fail)
 
 
 def one_line_error(argv) -> str:

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 import cli
-from vdm_fast.generation import engine
 from vdm_fast.generation.commands import Extend, Interpolate, Predict, Sample, Upsample
 from vdm_fast.inputs import UsageError
 from vdm_ref import configs as C
@@ -29,14 +28,6 @@ def checkpoint(tmp_path_factory):
     save_checkpoint(run, 10, {"params": params, "ema": params},
                     {"config": dataclasses.asdict(cfg), "data": {"dataset": "moving_mnist", "digit_size": 4}})
     return run
-
-
-@pytest.fixture
-def no_sampling(monkeypatch):
-    def fail(*args, **kwargs):
-        raise AssertionError("sampling started despite bad input")
-
-    monkeypatch.setattr(engine, "sample_window", fail)
 
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path, no_sampling):
