@@ -444,3 +444,69 @@ def test_random_flags_end_in_one_line_or_success(reached_step, flags, run_dir, d
 
 
 _FLAGS: dict = {}
+
+
+# ---------------------------------------------------------------------------------------------
+# --init-from: a new run that starts from another checkpoint's parameters
+
+
+def test_init_from_starts_from_the_checkpoint_and_names_the_new_arrays(trained, tmp_path, monkeypatch):
+    """A class-conditional run from the unconditional fixture run: every array the checkpoint
+    holds is its EMA value, the class embedding (new) keeps its fresh initialisation and is named."""
+    from vdm_ref.network import init
+
+    seen = {}
+
+    def capture(*args, params=None, **kwargs):
+        seen["params"] = params
+        raise ReachedStep
+
+    monkeypatch.setattr(training_loop, "make_step", capture)
+    with pytest.raises(ReachedStep):
+        cli.main(["train", *MINI, "--run-dir", str(tmp_path / "ft"), "--init-from", str(trained),
+                  "--conditioning", "class", "--steps", "2"])
+    saved, _ = ckpt.load_checkpoint(trained)
+    got, ema = ckpt.flatten(seen["params"]), ckpt.flatten(saved["ema"])
+    new = sorted(set(got) - set(ema))
+    assert new and all(k.startswith("emb/class") for k in new), new
+    for k in ema:
+        np.testing.assert_array_equal(got[k], ema[k], err_msg=k)
+    fresh = ckpt.flatten(init(resolve_config("tiny", {}).unet, 0))
+    assert any(not np.array_equal(got[k], fresh[k]) for k in ema if k in fresh and got[k].shape == fresh[k].shape)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--init-from", "no/such/checkpoint"], r"--init-from: no checkpoint at 'no/such/checkpoint'"),
+    (["--channels", "16", "--norm-groups", "2"], r"--init-from: .*parameters of another shape than this model's: "),
+])
+def test_init_from_refusals_are_one_line(trained, tmp_path, reached_step, flags, message):
+    argv = [*MINI, "--run-dir", tmp_path / "ft"]
+    if "--init-from" not in flags:
+        argv += ["--init-from", trained]
+    line = refusal(*argv, *flags)
+    assert re.search(message, line), line
+    assert not (tmp_path / "ft").exists()  # refused before the run directory is made
+
+
+def test_init_from_with_resume_is_refused(trained, tmp_path, reached_step):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    line = refusal("--run-dir", run, "--resume", "--init-from", trained)
+    assert "--init-from starts a new run" in line and "give one of them" in line, line
+
+
+def test_warm_start_copies_matching_arrays_only(tmp_path):
+    params = {"a": np.zeros((2, 3), np.float32), "b": {"c": np.ones(4, np.float32)}, "new": np.full(2, 7.0)}
+    ckpt.save_checkpoint(tmp_path, 1, {"ema": {"a": np.full((2, 3), 5.0), "b": {"c": np.arange(4.0)},
+                                              "old": np.zeros(3)}}, {"config": {}})
+    merged, fresh, unused = ckpt.warm_start(params, tmp_path)
+    np.testing.assert_array_equal(merged["a"], np.full((2, 3), 5.0))
+    np.testing.assert_array_equal(merged["b"]["c"], np.arange(4.0))
+    np.testing.assert_array_equal(merged["new"], np.full(2, 7.0))
+    assert merged["a"].dtype == np.float32 and (fresh, unused) == (["new"], ["old"])
+    with pytest.raises(ckpt.CheckpointError, match="a: \\(2, 3\\) in the checkpoint, \\(3, 2\\) here"):
+        ckpt.warm_start({"a": np.zeros((3, 2))}, tmp_path)
+    with pytest.raises(ckpt.CheckpointError, match="shares no parameter"):
+        ckpt.warm_start({"zzz": np.zeros(1)}, tmp_path)

@@ -68,6 +68,9 @@ class Train:
     """Continue the run in --run-dir from its newest intact checkpoint, with its saved configuration."""
     overwrite: bool = False
     """Delete an existing --run-dir and start over (only a run directory of this program, never other files)."""
+    init_from: Annotated[Optional[str], _hint('(default: a fresh initialisation)', 'PATH')] = None
+    """Start a new run from this checkpoint's parameters (EMA if it has them): fine-tune a shipped model,
+    add text conditioning to it, or train it at another frame size or frameskip. Arrays it lacks start fresh."""
     steps: Annotated[Optional[int], _from_preset("train_steps")] = None
     """Total training steps (the preset's train_steps unless given)."""
     minutes: Annotated[Optional[float], _hint('(default: no time limit)', 'FLOAT')] = None
@@ -234,6 +237,7 @@ class Train:
                 run["compute_dtype"] = kept["compute_dtype"]
         return TrainOptions(config=config, recipe=Recipe.of(config.train), data=data, run_dir=run_dir,
                             seed=seed, resume=self.resume, overwrite=self.overwrite, minutes=self.minutes,
+                            init_from=self.init_from,
                             progress=self.progress, **run)
 
     def _new_run(self):

@@ -36,6 +36,7 @@ from .memory import check_memory
 from .options import TrainOptions
 from .rundir import (check_resume_compatible, check_run_dir, plot_losses, prepare_run_dir, run_metadata,
                      write_marker, write_samples)
+from vdm_fast.inputs import InputError, resolve_checkpoint
 from vdm_fast.train import BACKENDS, make_step, step_key
 
 
@@ -47,11 +48,12 @@ def train(opts: TrainOptions) -> dict:
     mesh = check_options(opts, is_main)
     ds = make_dataset(opts.config, opts.data)
     start_step, arrays = resume_point(opts) if opts.resume else (0, None)
+    params = None if opts.resume else initial_params(opts, is_main)
     if is_main:
         prepare_run_dir(Path(opts.run_dir), resume=opts.resume, overwrite=opts.overwrite,
                         data_dir=opts.data.data_dir)
         write_marker(Path(opts.run_dir), opts, start_step)
-    run = _Run(opts, ds, mesh, start_step, arrays, is_main)
+    run = _Run(opts, ds, mesh, start_step, arrays, params, is_main)
     return run.loop()
 
 
@@ -67,6 +69,9 @@ def check_options(opts: TrainOptions, is_main: bool = True):
     if opts.minutes is not None and not opts.minutes > 0:
         raise TrainError(f"--minutes {opts.minutes}: expected a positive number of minutes (omit it to "
                          "train for --steps)")
+    if opts.init_from is not None and opts.resume:
+        raise TrainError("--init-from starts a new run from a checkpoint's parameters; --resume continues "
+                         "this run from its own checkpoints: give one of them")
     if opts.resume or is_main:  # other processes of a new multi-host run find the dir process 0 made
         check_run_dir(Path(opts.run_dir), resume=opts.resume, overwrite=opts.overwrite,
                       data_dir=opts.data.data_dir)
@@ -84,6 +89,28 @@ def check_options(opts: TrainOptions, is_main: bool = True):
         check_memory(opts.config, per_device_batch=tc.batch_size // (mesh.size if mesh is not None else 1),
                      fsdp=opts.fsdp, remat=opts.remat)
     return mesh
+
+
+def initial_params(opts: TrainOptions, is_main: bool = True) -> dict:
+    """The parameters a new run starts from: θ initialised from --seed, with every array of the
+    --init-from checkpoint in their place (`checkpoint.warm_start`). TrainError naming the flag
+    when that checkpoint is missing, corrupt or of another architecture."""
+    from vdm_ref.network import init as init_params
+
+    params = init_params(opts.config.unet, opts.seed)
+    if opts.init_from is None:
+        return params
+    try:
+        params, fresh, unused = ckpt.warm_start(params, resolve_checkpoint(opts.init_from, "--init-from"))
+    except (InputError, ckpt.CheckpointError) as e:
+        raise TrainError(f"--init-from: {e}" if not str(e).startswith("--init-from") else str(e)) from None
+    if is_main:
+        print(f"--init-from {opts.init_from}: parameters loaded; "
+              + (f"{len(fresh)} new array(s) initialised fresh: {', '.join(fresh)}" if fresh
+                 else "every array loaded")
+              + (f"; {len(unused)} of its array(s) have no place in this model and are not used: "
+                 f"{', '.join(unused)}" if unused else ""), file=sys.stderr)
+    return params
 
 
 def resume_point(opts: TrainOptions) -> tuple[int, dict]:
@@ -114,17 +141,14 @@ def resume_point(opts: TrainOptions) -> tuple[int, dict]:
 class _Run:
     """One training job after its checks: the state, the step, and what it writes."""
 
-    def __init__(self, opts: TrainOptions, ds, mesh, start_step: int, arrays, is_main: bool):
+    def __init__(self, opts: TrainOptions, ds, mesh, start_step: int, arrays, params, is_main: bool):
         import jax
 
         from vdm_ref.network import flops
-        from vdm_ref.network import init as init_params
-
         self.opts, self.ds, self.is_main, self.start_step = opts, ds, is_main, start_step
         self.run_dir = Path(opts.run_dir)
         self.metrics_path = self.run_dir / "metrics.jsonl"
         u, tc = opts.config.unet, opts.config.train
-        params = init_params(u, opts.seed) if arrays is None else None
         self.impl = make_step(opts.config, opts.recipe, backend=opts.backend, params=params, arrays=arrays,
                               start_step=start_step, mesh=mesh, compute_dtype=opts.compute_dtype,
                               remat=opts.remat)

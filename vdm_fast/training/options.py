@@ -76,6 +76,7 @@ class TrainOptions:
     resume: bool = False
     overwrite: bool = False
     minutes: float | None = None
+    init_from: str | None = None
     log_every: int = 25
     checkpoint_every: int = 500
     keep_checkpoints: int = 3

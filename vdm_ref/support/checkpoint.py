@@ -269,6 +269,35 @@ def check_shapes(saved: dict, expected: dict, what: str) -> None:
         raise CheckpointError(f"{what} do not match this model: " + "; ".join(problems[:8]) + more)
 
 
+def warm_start(params: dict, path: str | Path) -> tuple[dict, list[str], list[str]]:
+    """`params` with every array the checkpoint at `path` also holds replaced by the checkpoint's
+    (its EMA parameters when it has them, else its training parameters); the names of the arrays
+    that kept their fresh initialisation (new in this model, e.g. a text-embedding layer); and the
+    names of the checkpoint's arrays this model has no place for (e.g. attention at a level that
+    has none here).
+
+    The network's weights do not depend on the video's resolution or length (convolutions,
+    attention, relative positions clipped at a maximum distance), so a model of another frame size
+    or frameskip starts from them too. Raises CheckpointError when an array both hold has another
+    shape, or when the checkpoint and the model share no array at all.
+    """
+    arrays, _ = load_checkpoint(path)
+    source = arrays.get("ema") or arrays.get("params")
+    if not source:
+        raise CheckpointError(f"{path} holds no parameters (neither 'ema' nor 'params')")
+    saved, fresh = flatten(source), flatten(params)
+    wrong = [f"{k}: {np.shape(saved[k])} in the checkpoint, {np.shape(fresh[k])} here"
+             for k in sorted(set(saved) & set(fresh)) if np.shape(saved[k]) != np.shape(fresh[k])]
+    if wrong:
+        more = f" (and {len(wrong) - 4} more)" if len(wrong) > 4 else ""
+        raise CheckpointError(f"{path}: parameters of another shape than this model's: "
+                              + "; ".join(wrong[:4]) + more + " (same channels and levels needed)")
+    if not set(saved) & set(fresh):
+        raise CheckpointError(f"{path}: shares no parameter with this model")
+    merged = {k: np.asarray(saved.get(k, v), dtype=np.asarray(v).dtype) for k, v in fresh.items()}
+    return unflatten(merged), sorted(set(fresh) - set(saved)), sorted(set(saved) - set(fresh))
+
+
 def flatten_shapes(tree: dict, prefix: str = "") -> dict[str, tuple]:
     """{"a": {"b": x}} -> {"a/b": shape of x} (x an array or a shape tuple)."""
     out = {}
