@@ -14,7 +14,7 @@ import tyro
 import tyro.extras
 
 from vdm_fast.evaluation import Evaluate
-from vdm_fast.generation.commands import Extend, Interpolate, Predict, Sample, Upsample
+from vdm_fast.generation.commands import Cascade, Extend, Interpolate, Predict, Sample, Upsample
 from vdm_fast.training.command import Train
 
 Backend = Literal["fast", "ref"]
@@ -126,6 +126,7 @@ COMMANDS = {
     "extend": Extend,
     "interpolate": Interpolate,
     "upsample": Upsample,
+    "cascade": Cascade,
     "evaluate": Evaluate,
     "bench": Bench,
 }

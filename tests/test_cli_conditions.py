@@ -22,9 +22,10 @@ def tiny_config(conditioning: str, **unet) -> C.Config:
     embedding, which is all these tests exercise; it keeps the compiles short), 4 frames of
     8x8x1, 2 sampling steps, w = 1."""
     cfg = C.get_preset("tiny")
+    unet = dict(dict(frames=4, image_size=8, in_channels=1, out_channels=1, channel_mult=(1,), attn_resolutions=()),
+                conditioning=conditioning, **unet)
     return dataclasses.replace(
-        cfg, unet=dataclasses.replace(cfg.unet, frames=4, image_size=8, in_channels=1, out_channels=1,
-                                      channel_mult=(1,), attn_resolutions=(), conditioning=conditioning, **unet),
+        cfg, unet=dataclasses.replace(cfg.unet, **unet),
         diffusion=dataclasses.replace(cfg.diffusion, sampling_steps=2, guidance_weight=1.0))
 
 
@@ -159,3 +160,57 @@ def test_evaluate_with_labels(checkpoints, tmp_path, monkeypatch):
               "--out", str(out)])
     (row,) = json.loads(out.read_text())["runs"]
     assert row["given_frames_max_abs_error"] == 0.0 and np.isfinite(row["fvd"])
+
+
+@pytest.fixture(scope="module")
+def base_checkpoints(tmp_path_factory):
+    """Tiny Fig. 2 base models: 4x4 frames at frameskip 2 (half the size, half the rate of the
+    8x8 models above), text-conditioned and unconditional."""
+    return {kind: tiny_checkpoint(tmp_path_factory.mktemp(f"base-{kind}"), kind, image_size=4, frameskip=2)
+            for kind in ("text", "none")}
+
+
+def test_cascade_writes_the_final_video_and_each_stage(checkpoints, base_checkpoints, tmp_path, capsys):
+    """`cascade`: the text base samples 4 frames of 4x4, the unconditional 8x8 model makes
+    (4 − 1)·2 + 1 = 7 frames of them; the stages are written beside the final video."""
+    out = tmp_path / "c.gif"
+    cli.main(["cascade", "--checkpoint", checkpoints["none"], "--base", base_checkpoints["text"], "--out", str(out),
+              *FAST[:-2], "--caption", "digit 7 is moving right"])
+    printed = capsys.readouterr().out
+    assert "second stage (x2 in space, x2 in time): 7 frames 8x8" in printed, printed
+    video = np.load(tmp_path / "c.npz")["video"]
+    assert video.shape == (2, 7, 8, 8, 1)
+    for name in ("c.gif", "c.png", "c_base.gif", "c_base.png", "c_stages.gif", "c_stages.png"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    meta = json.loads((tmp_path / "c.json").read_text())
+    assert (meta["factor"], meta["frameskip"], meta["base_video"]) == (2, 2, [2, 4, 4, 4, 1])
+    assert set(meta["seconds"]) == {"base", "second_stage"} and all(v > 0 for v in meta["seconds"].values())
+
+
+def test_held_video_repeats_pixels_and_holds_frames():
+    from vdm_fast.generation.commands import held_video
+
+    low = np.arange(3 * 2 * 2, dtype=np.float32).reshape(1, 3, 2, 2, 1) / 12
+    held = held_video(low, 2, 2, 5)
+    assert held.shape == (1, 5, 4, 4, 1)
+    np.testing.assert_array_equal(held[0, 0], held[0, 1])
+    np.testing.assert_array_equal(held[0, 4, ::2, ::2], low[0, 2])
+    np.testing.assert_array_equal(held[0, 2, 1::2, 1::2], low[0, 1])
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--caption", "digit 1 is moving up"], "--caption: neither the base .* nor --checkpoint .* is conditional"),
+    (["--w-r", "0"], "--w-r 0: the second stage conditions on the base's video only through reconstruction"),
+    (["--frameskip", "4"], "--frameskip 4: expected < the second stage's block of 4 frames"),
+])
+def test_cascade_errors_are_one_line(checkpoints, base_checkpoints, flags, message, tmp_path, no_sampling):
+    text = one_line_error(["cascade", "--checkpoint", checkpoints["none"], "--base", base_checkpoints["none"],
+                           "--out", str(tmp_path / "o"), *FAST, *flags])
+    assert re.search(message, text), text
+
+
+def test_cascade_refuses_a_base_of_another_size(checkpoints, tmp_path, tmp_path_factory, no_sampling):
+    base = tiny_checkpoint(tmp_path_factory.mktemp("base-3"), "none", image_size=6, channel_mult=(1,))
+    text = one_line_error(["cascade", "--checkpoint", checkpoints["none"], "--base", base,
+                           "--out", str(tmp_path / "o"), *FAST])
+    assert "--base makes 6x6 frames, which do not divide the second stage's 8x8" in text, text

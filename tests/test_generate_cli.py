@@ -92,7 +92,7 @@ def test_extend_end_to_end_writes_video_grid_and_arrays(checkpoint, tmp_path, ca
     assert (tmp_path / "ext_boundaries.png").exists()
 
 
-GENERATION = ("sample", "predict", "extend", "interpolate", "upsample")
+GENERATION = ("sample", "predict", "extend", "interpolate", "upsample", "cascade")
 
 
 def test_cli_help_lists_the_generation_commands(capsys):
@@ -103,7 +103,7 @@ def test_cli_help_lists_the_generation_commands(capsys):
     assert e.value.code == 0
     top = capsys.readouterr().out
     own = {"sample": "--length", "predict": "--given-frames", "extend": "--initial-frames",
-           "interpolate": "--subsample-clip", "upsample": "--low-checkpoint"}
+           "interpolate": "--subsample-clip", "upsample": "--factor", "cascade": "--base"}
     for name in GENERATION:
         assert name in top
         with pytest.raises(SystemExit) as e:

@@ -1,4 +1,4 @@
-"""CLI commands over a checkpoint: `sample`, `predict`, `extend`, `interpolate`, `upsample`.
+"""CLI commands over a checkpoint: `sample`, `predict`, `extend`, `interpolate`, `upsample`, `cascade`.
 
 Each is a dataclass (tyro turns the field docstrings into --help; the shared flags are in
 `options.py`) whose `generate(model)` reads and checks its inputs, then samples with a progress
@@ -16,7 +16,7 @@ from typing import ClassVar, Literal
 
 import numpy as np
 
-from vdm_fast.inputs import InputError, moving_mnist_settings
+from vdm_fast.inputs import DEFAULT_BASE_CHECKPOINT, InputError, moving_mnist_settings
 
 from .model import open_model
 from .options import Conditioned, FromVideo, Generated
@@ -192,20 +192,17 @@ class Interpolate(FromVideo):
 @dataclasses.dataclass
 class Upsample(FromVideo):
     """Spatial super-resolution by reconstruction guidance (Eq. 8) with an unconditional
-    high-resolution model; with --frameskip > 1 also temporal, and with --low-checkpoint the
-    whole Fig. 2 cascade (sample low-res at frameskip k with one model, upsample and fill in
-    time with this one).
+    high-resolution model; with --frameskip > 1 also temporal (Fig. 2). The whole cascade, with
+    the low-resolution video sampled by a base model, is the `cascade` command.
 
-    Input: --video (a low-resolution video), --clip (a dataset clip, area-downsampled by
-    --factor), or --low-checkpoint. Example: python cli.py upsample --clip 0 --factor 2
+    Input: --video (a low-resolution video) or --clip (a dataset clip, area-downsampled by
+    --factor). Example: python cli.py upsample --clip 0 --factor 2
     """
 
     factor: int = 2
     """Spatial factor: the model's frame size over the low-resolution one (for --clip)."""
     frameskip: int = 1
     """The low-resolution frames are every frameskip-th output frame (Fig. 2: 4)."""
-    low_checkpoint: str | None = None
-    """Fig. 2 cascade: sample the low-resolution video with this model first."""
     low_frames: int | None = None
     """Frames of the low-resolution video to use (default: all / one block)."""
     context_frames: int | None = None
@@ -218,23 +215,18 @@ class Upsample(FromVideo):
     def generate(self, model) -> Generated:
         from vdm_ref.guidance import downsample_area
 
-        from .tasks import sample, upsample
+        from .tasks import upsample
 
         if self.method != "reconstruction":
             raise InputError("upsample conditions on a low-resolution video by reconstruction guidance (Eq. 8): "
                              "--method replacement has nothing to replace")
-        given = [f for f, v in (("--low-checkpoint", self.low_checkpoint), ("--video", self.video),
-                                ("--clip", self.clip)) if v is not None]
-        if len(given) != 1:
-            raise InputError("give exactly one input: --video PATH (low resolution), --clip INDEX or "
-                             "--low-checkpoint PATH" + (f", not {' and '.join(given)}" if given else ""))
+        if (self.video is None) == (self.clip is None):
+            raise InputError("give exactly one input: --video PATH (a low-resolution video) or --clip INDEX "
+                             "(a clip of the model's Moving MNIST, downsampled by --factor); to sample the "
+                             "low-resolution video with a base model, use the `cascade` command")
         cond = self.condition(model)
         options = self.conditional_options(model)
-        if self.low_checkpoint is not None:
-            low_model = open_model(self.low_checkpoint, backend=self.backend, ema=self.ema, flag="--low-checkpoint")
-            low = sample(low_model, self.seed, batch_size=self.batch_size, length=self.low_frames, options=None,
-                         progress=self.progress)
-        elif self.video is not None:
+        if self.video is not None:
             low = self.source(model, 0, own_size=True)[:, : self.low_frames]
         else:
             if model.image_size % self.factor:
@@ -247,4 +239,98 @@ class Upsample(FromVideo):
         return Generated(out, windows, grids={"low_res": low})
 
 
-COMMANDS = {"sample": Sample, "predict": Predict, "extend": Extend, "interpolate": Interpolate, "upsample": Upsample}
+@dataclasses.dataclass
+class Cascade(Conditioned):
+    """The Fig. 2 cascade (Sec. 4.3.3): a base model samples a low-resolution video at a low frame
+    rate, then this model super-resolves it in space and fills it in time, conditioned on it by
+    reconstruction guidance in space and time at once (Eq. 7 + 8).
+
+    Writes the final video as --out and each stage beside it: OUT_base (the base model's video,
+    pixel-repeated to the final size, each frame held until the next) and OUT_stages (base | final
+    side by side), with OUT.json holding the time of each stage. With --caption (or --label) every
+    conditional stage is conditioned on it (--guidance-weight for both).
+    Example: python cli.py cascade --out samples/cascade.gif
+    """
+
+    base: str = DEFAULT_BASE_CHECKPOINT
+    """The base (first-stage) model: lower resolution and frame rate than --checkpoint."""
+    frameskip: int | None = None
+    """Final frames per base frame (default: the base's frameskip over this model's)."""
+    base_frames: int | None = None
+    """Frames the base samples (default: its block; more are extended block by block)."""
+    w_r: float | None = None
+    """Reconstruction guidance weight w_r of Eq. 7 + 8 in the second stage (default: the config's, else 5)."""
+    context_frames: int | None = None
+    """Full-resolution frames each later second-stage block conditions on (default: half a block)."""
+
+    command: ClassVar[str] = "cascade"
+    STAGES: ClassVar[tuple] = ("base", "stages")
+    MINIMUMS: ClassVar[dict] = {**Conditioned.MINIMUMS, "frameskip": 1, "base_frames": 1, "context_frames": 0,
+                                "w_r": 0}
+    FINITE: ClassVar[tuple] = Conditioned.FINITE + ("w_r",)
+
+    def generate(self, model) -> Generated:
+        from .tasks import cascade
+
+        base = open_model(self.base, backend=self.backend, ema=self.ema, flag="--base")
+        factor, skip = cascade_geometry(base, model, self.frameskip)
+        cond_base, cond_high = self.stage_conditions(base, model)
+        high_options = self.options(model, method="reconstruction", w_r=self.w_r,
+                                    guidance_weight=self.guidance_weight)
+        if high_options.effective_w_r == 0:
+            raise InputError("--w-r 0: the second stage conditions on the base's video only through "
+                             "reconstruction guidance (Eq. 8); give w_r > 0")
+        r = cascade(base, model, self.seed, batch_size=self.batch_size, low_frames=self.base_frames,
+                    frameskip=skip, low_cond=cond_base, high_cond=cond_high,
+                    low_options=self.options(base, guidance_weight=self.guidance_weight),
+                    high_options=high_options, context_frames=self.context_frames, progress=self.progress)
+        held = held_video(r.low, factor, skip, r.high.shape[1])
+        gap = np.ones(held.shape[:3] + (2, held.shape[4]), np.float32)
+        extra = {"base_checkpoint": self.base, "factor": factor, "frameskip": skip, "w_r": high_options.effective_w_r,
+                 "base_video": list(r.low.shape), "video": list(r.high.shape), "seconds": r.seconds}
+        print(f"base: {r.low.shape[1]} frames {r.low.shape[2]}x{r.low.shape[3]} in {r.seconds['base']:.1f} s; "
+              f"second stage (x{factor} in space, x{skip} in time): {r.high.shape[1]} frames "
+              f"{r.high.shape[2]}x{r.high.shape[3]} in {r.seconds['second_stage']:.1f} s")
+        return Generated(r.high, r.windows, extra=extra,
+                         videos={"base": held, "stages": np.concatenate([held, gap, r.high], axis=3)})
+
+    def stage_conditions(self, base, model) -> tuple:
+        """(c of the base, c of the second stage): --label / --caption encoded for each
+        conditional stage, None for an unconditional one; InputError if no stage takes it."""
+        if self.label is None and self.caption is None:
+            return self.condition(base), self.condition(model)
+        kinds = {base.unet.conditioning, model.unet.conditioning} - {"none"}
+        if not kinds:
+            raise InputError(f"{'--label' if self.label is not None else '--caption'}: neither the base "
+                             f"({self.base}) nor --checkpoint ({self.checkpoint}) is conditional")
+        return tuple(None if m.unet.conditioning == "none" else self.condition(m) for m in (base, model))
+
+
+def cascade_geometry(base, model, frameskip: int | None) -> tuple[int, int]:
+    """(spatial factor k = H / h, frames of the final video per base frame) of a base model and
+    a second-stage model; InputError when the base cannot feed the second stage."""
+    if base.channels != model.channels:
+        raise InputError(f"--base has {base.channels} channel(s), --checkpoint {model.channels}: the stages "
+                         "must agree")
+    if model.image_size % base.image_size:
+        raise InputError(f"--base makes {base.image_size}x{base.image_size} frames, which do not divide the "
+                         f"second stage's {model.image_size}x{model.image_size}")
+    if frameskip is None:
+        if base.unet.frameskip % model.unet.frameskip:
+            raise InputError(f"--base was trained at frameskip {base.unet.frameskip}, not a multiple of the "
+                             f"second stage's {model.unet.frameskip}: give --frameskip")
+        frameskip = base.unet.frameskip // model.unet.frameskip
+    if frameskip >= model.frames:
+        raise InputError(f"--frameskip {frameskip}: expected < the second stage's block of {model.frames} frames")
+    return model.image_size // base.image_size, int(frameskip)
+
+
+def held_video(low: np.ndarray, factor: int, frameskip: int, length: int) -> np.ndarray:
+    """The base's video [B, T, h, w, C] as the final video sees it: pixels repeated `factor`
+    times per side, each frame held `frameskip` frames; [B, length, h·factor, w·factor, C]."""
+    up = np.repeat(np.repeat(low, factor, axis=2), factor, axis=3)
+    return np.repeat(up, frameskip, axis=1)[:, :length]
+
+
+COMMANDS = {"sample": Sample, "predict": Predict, "extend": Extend, "interpolate": Interpolate, "upsample": Upsample,
+            "cascade": Cascade}

@@ -32,17 +32,19 @@ from vdm_fast.inputs import (
 )
 
 from .model import open_model
-from .outputs import VIDEO_FORMATS, output_paths, write_outputs
+from .outputs import VIDEO_FORMATS, output_paths, tile_videos, write_outputs
 
 
 class Generated(NamedTuple):
     """What a command's `generate` returns: the videos, the sampling windows (block boundaries),
-    extra JSON results, and extra frame grids to write as STEM_<name>.png."""
+    extra JSON results, extra frame grids to write as STEM_<name>.png, and extra videos (e.g. a
+    cascade's stages) to write as STEM_<name>.<format> with their frame grid STEM_<name>.png."""
 
     video: np.ndarray
     windows: tuple = ()
     extra: dict | None = None
     grids: dict | None = None
+    videos: dict | None = None
 
 
 @dataclasses.dataclass
@@ -76,6 +78,8 @@ class GenerateOptions(abc.ABC):
     """Show progress bars (blocks and network evaluations)."""
 
     command: ClassVar[str] = "generate"
+    #: Names of the extra videos `generate` returns (written as STEM_<name>.<format> and .png).
+    STAGES: ClassVar[tuple] = ()
     #: Least value of integer flags (None values are not checked).
     MINIMUMS: ClassVar[dict] = {"batch_size": 1, "steps": 2}
     #: Float flags that must be finite numbers.
@@ -119,7 +123,8 @@ class GenerateOptions(abc.ABC):
             stem = out.with_suffix("")
         else:
             stem, fmt = out, self.format or "mp4"
-        for path in output_paths(stem, fmt):
+        for path in output_paths(stem, fmt) + [stem.parent / f"{stem.name}_{name}{ext}" for name in self.STAGES
+                                               for ext in (f".{fmt}", ".png")]:
             check_writable(path, "--out")
         return stem, fmt
 
@@ -131,13 +136,16 @@ class GenerateOptions(abc.ABC):
                                           corrector=self.corrector, clip_x=self.clip_x, **extra)
 
     def write(self, stem: Path, fmt: str, result: Generated) -> None:
-        from vdm_ref.support.data import write_frame_grid
+        from vdm_ref.support.data import write_frame_grid, write_video
 
         video = result.video
         boundaries = [w.boundary for w in result.windows if w.boundary is not None]
         write_outputs(stem, fmt, video, fps=self.fps, boundaries=boundaries, extra=result.extra)
         for name, grid in (result.grids or {}).items():
             write_frame_grid(stem.parent / f"{stem.name}_{name}.png", grid)
+        for name, extra_video in (result.videos or {}).items():
+            write_video(stem.parent / f"{stem.name}_{name}.{fmt}", tile_videos(extra_video), fps=self.fps)
+            write_frame_grid(stem.parent / f"{stem.name}_{name}.png", extra_video)
         print(f"wrote {stem.with_suffix('.' + fmt)}, {stem.with_suffix('.png')}, {stem.with_suffix('.npz')}: "
               f"{video.shape[0]} videos of {video.shape[1]} frames {video.shape[2]}x{video.shape[3]}"
               + (f"; block boundaries at frames {boundaries}" if boundaries else ""))

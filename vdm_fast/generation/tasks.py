@@ -9,6 +9,8 @@ checks its inputs before any sampling starts and returns host NumPy float32 vide
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from .engine import SamplerOptions, Timeline, run_timeline
@@ -176,22 +178,39 @@ def upsample(model: Model, key, low_res, *, frameskip: int = 1, context_frames: 
     return (out, windows) if return_windows else out
 
 
-def cascade(low_model: Model, high_model: Model, key, *, batch_size: int = 1, low_frames: int | None = None,
-            frameskip: int = 4, cond=None, low_options: SamplerOptions | None = None,
-            high_options: SamplerOptions | None = None, context_frames: int | None = None,
-            progress: bool = False):
-    """The Fig. 2 cascade: sample a low-resolution video at frameskip k with `low_model`, then
-    upsample it in space and fill it in time to full frame rate with `high_model` (Eq. 7 + 8).
+class CascadeResult(NamedTuple):
+    """What `cascade` returns: the base's video low [B, T, h, w, C], the final video high
+    [B, (T − 1) k + 1, H, W, C], the second stage's windows, and each stage's wall time (s)."""
 
-    Returns (low [B, T, h, w, C], high [B, (T − 1) k + 1, H, W, C]).
+    low: np.ndarray
+    high: np.ndarray
+    windows: tuple
+    seconds: dict
+
+
+def cascade(low_model: Model, high_model: Model, key, *, batch_size: int = 1, low_frames: int | None = None,
+            frameskip: int = 4, low_cond=None, high_cond=None, low_options: SamplerOptions | None = None,
+            high_options: SamplerOptions | None = None, context_frames: int | None = None,
+            progress: bool = False) -> CascadeResult:
+    """The Fig. 2 cascade: sample a low-resolution video at frameskip k with `low_model`
+    (conditioned on `low_cond`), then upsample it in space and fill it in time to full frame rate
+    with `high_model` (conditioned on `high_cond`), by reconstruction guidance (Eq. 7 + 8).
+
+    The base's draws use fold_in(key, 0), the second stage's fold_in(key, 1).
     """
+    import time
+
     import jax
 
     from .engine import as_key
 
     key = as_key(key)
-    low = sample(low_model, jax.random.fold_in(key, 0), batch_size=batch_size, length=low_frames, cond=cond,
+    t0 = time.perf_counter()
+    low = sample(low_model, jax.random.fold_in(key, 0), batch_size=batch_size, length=low_frames, cond=low_cond,
                  options=low_options, progress=progress)
-    high = upsample(high_model, jax.random.fold_in(key, 1), low, frameskip=frameskip, context_frames=context_frames,
-                    cond=cond, options=high_options, progress=progress)
-    return low, high
+    t1 = time.perf_counter()
+    high, windows = upsample(high_model, jax.random.fold_in(key, 1), low, frameskip=frameskip,
+                             context_frames=context_frames, cond=high_cond, options=high_options,
+                             progress=progress, return_windows=True)
+    seconds = {"base": round(t1 - t0, 2), "second_stage": round(time.perf_counter() - t1, 2)}
+    return CascadeResult(low, high, tuple(windows), seconds)
