@@ -79,6 +79,18 @@ def test_every_command_runs_with_a_condition(checkpoints, kind, tmp_path, capsys
     assert "conditioning " + kind in capsys.readouterr().out
 
 
+def test_sample_records_its_caption_for_caption_fidelity(checkpoints, tmp_path):
+    """OUT.json holds the caption, so the caption-fidelity measure reads it with --from-npz."""
+    from vdm_ref.support.eval.caption_fidelity import load_captions
+
+    out = tmp_path / "s.gif"
+    cli.main(["sample", "--checkpoint", checkpoints["text"], "--out", str(out), *FAST[:-2], "--caption",
+              "digit 3 is moving left", "--guidance-weight", "2"])
+    meta = json.loads((tmp_path / "s.json").read_text())
+    assert (meta["caption"], meta["guidance_weight"]) == ("digit 3 is moving left", 2.0)
+    assert load_captions(tmp_path / "s.npz", 2, None) == ["digit 3 is moving left"] * 2
+
+
 @pytest.mark.parametrize("caption", [
     "the seven walks slowly to the left",             # other verbs
     "right is where digit 7 is moving",               # other word order

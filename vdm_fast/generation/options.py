@@ -102,11 +102,17 @@ class GenerateOptions(abc.ABC):
         from .model import describe
 
         print(f"{describe(model)}; {time.perf_counter() - t0:.1f} s")
+        if self.record():
+            result = result._replace(extra=dict(result.extra or {}, **self.record()))
         with usage_errors(OSError, prefix=f"--out {self.out or stem}: cannot write: "):
             self.write(stem, fmt, result)
         return stem
 
     # -- helpers ---------------------------------------------------------------------------------
+
+    def record(self) -> dict:
+        """What OUT.json records of the inputs beside the command's own results (none here)."""
+        return {}
 
     def output(self) -> tuple[Path, str]:
         """(stem, video format) of --out / --format, every file it names checked writable."""
@@ -162,6 +168,13 @@ class Conditioned(GenerateOptions):
 
     MINIMUMS: ClassVar[dict] = {**GenerateOptions.MINIMUMS, "guidance_weight": 0}
     FINITE: ClassVar[tuple] = GenerateOptions.FINITE + ("guidance_weight",)
+
+    def record(self) -> dict:
+        """The condition the videos were generated with, for OUT.json: "caption" (which
+        `python -m vdm_ref.support.eval.caption_fidelity OUT.npz --from-npz` reads) or "label",
+        and the guidance weight given."""
+        given = {"caption": self.caption, "label": self.label, "guidance_weight": self.guidance_weight}
+        return {k: v for k, v in given.items() if v is not None}
 
     def condition(self, model):
         """c of --label / --caption for a batch (`vdm_fast.inputs.ConditionEncoder`), checked

@@ -4,7 +4,7 @@
     STEM.png             a frame grid: one row per video, one column per frame
     STEM_boundaries.png  the same with the gap before each block boundary in red (when there are any)
     STEM.npz             the videos as float32 ("video"), plus the block boundaries ("boundaries")
-    STEM.json            extra results (e.g. --coherence), when there are any
+    STEM.json            extra results (e.g. --coherence, stage times) and the --caption / --label used
 """
 
 from __future__ import annotations
