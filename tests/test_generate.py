@@ -75,8 +75,17 @@ def test_plans_for_sampling_interpolation_and_upsampling():
     assert wins[0].start == 0 and not wins[0].conditional and wins[0].boundary is None
     assert [w.boundary for w in wins[1:]] == [16, 24, 32]
     wins = plan_windows(25, 16, range(0, 25, 4), context_frames=4)  # interpolation x4
-    assert wins[0].known == (0, 4, 8, 12) and wins[0].generate == (1, 2, 3, 5, 6, 7, 9, 10, 11, 13, 14, 15)
+    # 13-15 lie between known frames 12 and 16: the second window, which holds both, makes them
+    assert wins[0].known == (0, 4, 8, 12) and wins[0].generate == (1, 2, 3, 5, 6, 7, 9, 10, 11)
+    assert wins[1].start == 9 and wins[1].generate[:3] == (13, 14, 15) and {12, 16} <= set(wins[1].known)
     assert set(range(25)) == set().union(*[set(w.known) | set(w.generate) for w in wins])
+    every = [i for w in wins for i in w.generate]
+    assert len(every) == len(set(every)) == 25 - 7  # each unknown frame generated once
+    for w in wins:  # no generated frame without an observation after it in its window, unless none follows
+        after = [a for a in range(0, 25, 4) if a > max(w.generate)]
+        assert not after or after[0] < w.stop, (w, after)
+    wins = plan_windows(15, 8, (), context_frames=4, low_res=range(0, 15, 2))  # the cascade, x2 in time
+    assert [(w.start, w.generate) for w in wins] == [(0, tuple(range(7))), (3, (7, 8, 9, 10)), (7, (11, 12, 13, 14))]
     wins = plan_windows(16, 16, (), context_frames=4, low_res=range(0, 16, 4))  # upsampling, Fig. 2
     assert len(wins) == 1 and wins[0].low_res == (0, 4, 8, 12) and wins[0].conditional
 
