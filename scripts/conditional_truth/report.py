@@ -19,8 +19,9 @@ from PIL import Image, ImageDraw
 def load_runs(folder) -> dict[str, list[dict]]:
     """{task: [result per seed, ...] sorted by seed} from folder/*.json.
 
-    Files of one task and seed are merged (untagged first): rows and videos ("npz": the list of
-    .npz files) are joined, wall seconds added, the load range widened.
+    Files of one task and seed are merged (untagged first): rows (and the cascade's caption rows
+    and notes) and videos ("npz": the list of .npz files) are joined, wall seconds added, the load
+    range widened.
     """
     merged: dict[tuple, dict] = {}
     files = sorted(Path(folder).glob("*.json"), key=lambda p: (json.loads(p.read_text()).get("tag", ""), p.name))
@@ -32,7 +33,9 @@ def load_runs(folder) -> dict[str, list[dict]]:
             merged[key] = r
             continue
         m = merged[key]
-        m["rows"].update(r["rows"])
+        for part in ("rows", "caption_rows"):
+            m.setdefault(part, {}).update(r.get(part, {}))
+        m["caption_notes"] = m.get("caption_notes", []) + r.get("caption_notes", [])
         m["npz"] += r["npz"]
         m["wall_seconds"] += r["wall_seconds"]
         m["load_start"], m["load_end"] = min(m["load_start"], r["load_start"]), max(m["load_end"], r["load_end"])
@@ -91,6 +94,41 @@ EXTEND_COLUMNS = [("boundary coherence", "boundary", 3), ("within-block", "withi
                   ("median jump within (px)", "median_jump_within", 2)]
 
 
+SAMPLE_QUALITY_COLUMNS = [("shift coherence", "shift_coherence", 3), ("carry-over", "carry_over", 3),
+                          ("recognisable", "recognisable", 3), ("same digit", "same_digit", 3)]
+SECONDS_COLUMNS = [("s / video, base", "base_seconds_per_video", 2),
+                   ("s / video, 2nd stage or direct", "second_stage_seconds_per_video", 2),
+                   ("s / video, total", "seconds_per_video", 2)]
+CASCADE_COLUMNS = SAMPLE_QUALITY_COLUMNS + [("consistency PSNR (dB)", "consistency_psnr", 2)] + SECONDS_COLUMNS
+CAPTION_COLUMNS = [("caption fidelity", "fidelity", 3), ("digit rate", "digit", 3), ("motion rate", "motion", 3),
+                   ("consistency PSNR (dB)", "consistency_psnr", 2)] + SECONDS_COLUMNS
+
+
+def cascade_section(runs: list[dict]) -> list[str]:
+    """The cascade task's lines: part 1's table, part 2's (the seeds that ran it) and its notes.
+    A direct row's total time stands in the "2nd stage or direct" column as well."""
+    for r in runs:
+        for part in ("rows", "caption_rows"):
+            for row in r.get(part, {}).values():
+                if "seconds_per_video" in row and "second_stage_seconds_per_video" not in row:
+                    row["second_stage_seconds_per_video"] = row["seconds_per_video"]
+    r0 = runs[0]
+    geometry = (f"{r0['low_size']}x{r0['low_size']} base ({r0['base_frames']} frames) -> x{r0['factor']} in space, "
+                f"x{r0['frameskip']} in time -> {r0['frames']} frames of {r0['size']}x{r0['size']}")
+    out = [f"### Fig. 2 cascade vs sampling the {r0['size']}x{r0['size']} model directly, unconditional", "",
+           f"{geometry}; base: {r0.get('base_model', '?')}", "", table(runs, CASCADE_COLUMNS), ""]
+    with_captions = [r for r in runs if r.get("caption_rows")]
+    if with_captions:
+        w = with_captions[0].get("guidance_weight")
+        out += [f"### Fig. 2 cascade with captions (the base conditioned, w = {w:g}) vs the text model directly", "",
+                f"direct: {with_captions[0].get('text_model') or 'none'}; real clips scored with their own captions "
+                "(ceiling) and shuffled ones (floor)", "", table(with_captions, CAPTION_COLUMNS, "caption_rows"), ""]
+    notes = sorted({f"seed {r['seed']}: {n}" for r in runs for n in r.get("caption_notes", [])})
+    if notes:
+        out += ["Not run: " + "; ".join(notes) + ".", ""]
+    return out + [summary(runs), ""]
+
+
 def sr_order(name: str):
     """Baselines first (as run), then the Eq. 8 rows by sampler and w_r: 'Eq. 8, w_r = 5, pc'."""
     if not name.startswith("Eq. 8"):
@@ -124,6 +162,8 @@ def markdown(folder) -> str:
         out += ["### Table 6 on the shipped model: 4x extension", "", table(ext, EXTEND_COLUMNS), "",
                 "References (the same boundaries, τ = the real clips' own):", "", table(ext, EXTEND_COLUMNS, "ref"),
                 "", summary(ext), ""]
+    if "cascade" in runs:
+        out += cascade_section(runs["cascade"])
     return "\n".join(out)
 
 
@@ -191,3 +231,52 @@ def task_strip(npz_paths, *, videos: int = 2, scale: int = 2, marks=(), order=No
             rows.append(("truth (real clip)", arrays["truth"][i]))
         rows.append(("", None))
     return strip(rows[:-1], scale=scale, marks=marks)
+
+
+def held(low, size: int, frameskip: int, length: int) -> np.ndarray:
+    """A base video [T, h, w, C] as the final video sees it: pixels repeated to size x size
+    (`nearest_resize`), each frame held `frameskip` frames; [length, size, size, C]."""
+    return np.repeat(nearest_resize(low, size), frameskip, axis=0)[:length]
+
+
+def cascade_sets(run: dict, videos: int) -> list[tuple[str, np.ndarray]]:
+    """(name, videos [n, T, H, W, C]) of the cascade run's unconditional part for the first `videos`
+    videos: the base held (`held`), each cascade row, each direct row."""
+    with np.load(run["npz"][0]) as z:
+        arrays = {n: z[n][:videos] for n in z.files}
+    s, t = run["size"], run["frames"]
+    sets = [("base (held)", np.stack([held(v, s, run["frameskip"], t) for v in arrays["base"]]))]
+    return sets + [(n, arrays[n]) for n in arrays if n.startswith(("cascade, ", "direct, "))]
+
+
+def cascade_strip(run: dict, *, videos: int = 2, scale: int = 2) -> Image.Image:
+    """For each of the first `videos` videos: the base (pixel-repeated, frames held), the cascade's
+    final video and the direct sample, one row each."""
+    sets = cascade_sets(run, videos)
+    rows = []
+    for i in range(min(videos, len(sets[0][1]))):
+        rows += [(f"{name} ({i})", v[i]) for name, v in sets] + [("", None)]
+    return strip(rows[:-1], scale=scale)
+
+
+def cascade_gif(run: dict, path, *, videos: int = 2, scale: int = 3, fps: float = 4.0):
+    """A GIF of the first `videos` videos, one per line: base (held) | cascade | direct (the first
+    w_r of each), each pixel `scale` x `scale`, under a header naming the columns. Returns the path."""
+    from vdm_ref.support.data import write_video
+
+    sets = cascade_sets(run, videos)
+    cols = [sets[0][1]] + [next(v for n, v in sets if n.startswith(p)) for p in ("cascade, ", "direct, ")]
+    cols = [to_uint8(v.reshape((-1,) + v.shape[2:])).reshape(v.shape[:4]) for v in cols]  # uint8 [n, T, H, W]
+    n, t, h, w = cols[0].shape
+    gap, header = 2, 14
+    body = np.full((t, n * (h + gap) - gap, len(cols) * (w + gap) - gap), 255, np.uint8)
+    for i in range(n):
+        for j, v in enumerate(cols):
+            body[:, i * (h + gap): i * (h + gap) + h, j * (w + gap): j * (w + gap) + w] = v[i]
+    body = np.repeat(np.repeat(body, scale, axis=1), scale, axis=2)
+    top = Image.new("L", (body.shape[2], header), 255)
+    draw = ImageDraw.Draw(top)
+    for j, label in enumerate(("base", "cascade", "direct")):
+        draw.text((j * (w + gap) * scale + 2, 1), label, fill=0)
+    top = np.broadcast_to(np.asarray(top), (t,) + np.asarray(top).shape)
+    return write_video(path, np.concatenate([top, body], axis=1)[..., None], fps=fps)

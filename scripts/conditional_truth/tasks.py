@@ -32,13 +32,18 @@ def data_settings(model) -> dict:
             "num_digits": list(ds.num_digits), "speed": list(ds.speed), "motion": ds.motion}
 
 
+def _truth_set(model, seed: int, videos: int, frames: int):
+    """The model's Moving MNIST (`moving_mnist_data`) and the indices of seed's clips."""
+    ds = moving_mnist_data(model, (seed + 1) * videos, num_frames=frames, what="the ground-truth clips")
+    return ds, np.arange(seed * videos, (seed + 1) * videos)
+
+
 def truth_clips(model, seed: int, videos: int, frames: int):
     """Real clips [videos, frames, H, W, C] and their digit labels [videos, max_digits] (-1 padded):
     clips seed·videos ... (seed + 1)·videos − 1 of the generation commands' --clip set
     (`vdm_fast.inputs.moving_mnist_data`: the model's settings, held-out MNIST test digits), so
     seeds draw disjoint clips."""
-    ds = moving_mnist_data(model, (seed + 1) * videos, num_frames=frames, what="the ground-truth clips")
-    idx = np.arange(seed * videos, (seed + 1) * videos)
+    ds, idx = _truth_set(model, seed, videos, frames)
     labels = [ds.spec(int(i)).labels for i in idx]
     width = max(len(x) for x in labels)
     padded = np.full((videos, width), -1, np.int64)
@@ -47,9 +52,19 @@ def truth_clips(model, seed: int, videos: int, frames: int):
     return ds.batch(idx), padded
 
 
-def options(steps: int, *, method: str = "reconstruction", w_r: float = 5.0, corrector: bool = False):
-    """The sampler of every model row: ancestral (γ = 0.1) or predictor-corrector, x̂ clipped."""
-    return SamplerOptions(steps=steps, gamma=0.1, corrector=corrector, method=method, w_r=w_r)
+def clip_captions(model, seed: int, videos: int, frames: int) -> list[str]:
+    """The captions of the clips `truth_clips(model, seed, videos, frames)` returns (each
+    describing its clip's `frames` frames)."""
+    ds, idx = _truth_set(model, seed, videos, frames)
+    return [ds.caption(int(i)) for i in idx]
+
+
+def options(steps: int, *, method: str = "reconstruction", w_r: float = 5.0, corrector: bool = False,
+            guidance_weight: float = 0.0):
+    """The sampler of every model row: ancestral (γ = 0.1) or predictor-corrector, x̂ clipped;
+    classifier-free guidance weight w (Eq. 6) for a conditional model given c."""
+    return SamplerOptions(steps=steps, gamma=0.1, corrector=corrector, method=method, w_r=w_r,
+                          guidance_weight=guidance_weight)
 
 
 def _timed(fn):
