@@ -141,3 +141,28 @@ def test_a_foreign_file_in_the_output_folder_is_not_overwritten(tmp_path):
     with pytest.raises(SystemExit, match="was not written by scripts.text_guidance"):
         main(["run", "--checkpoint", str(tmp_path / "missing"), "--no-fvd", "--seeds", "0", "--out-dir", str(out)])
     assert (out / "seed0.json").read_text() == '{"mine": true}'
+
+
+def test_condition_effect_reports_equal_errors_for_a_model_that_ignores_captions(tmp_path):
+    """A fresh model (output layer zero: x̂ does not depend on c) gives three equal columns;
+    the table is printed for every λ."""
+    import dataclasses
+
+    from scripts.text_guidance.condition_effect import condition_effect
+    from vdm_fast.generation import load_model
+    from vdm_ref import configs as C
+    from vdm_ref.network import init
+    from vdm_ref.support.checkpoint import save_checkpoint
+
+    cfg = C.get_preset("tiny")
+    cfg = dataclasses.replace(cfg, unet=dataclasses.replace(
+        cfg.unet, frames=4, image_size=8, in_channels=1, out_channels=1, channel_mult=(1,), attn_resolutions=(),
+        conditioning="text"))
+    params = init(cfg.unet, 0)
+    save_checkpoint(tmp_path, 1, {"ema": params}, {"config": C.config_to_dict(cfg),
+                                                   "data": {"dataset": "moving_mnist", "mnist_digit_size": 4,
+                                                            "mnist_digits": 1}})
+    rows = condition_effect(load_model(tmp_path), videos=3, logsnrs=(-2.0, 1.0))
+    assert [r["logsnr"] for r in rows] == [-2.0, 1.0]
+    for r in rows:
+        assert r["true"] == r["shuffled"] == r["null"] > 0
