@@ -2,43 +2,26 @@
 `evaluate` on a tiny class- and a tiny text-conditioned checkpoint, through `cli.main`, with the
 one condition encoder of `vdm_fast.inputs`; odd captions give a sample, bad conditions one line."""
 
-import dataclasses
 import json
 import re
 
 import numpy as np
 import pytest
+import tiny_models
 
 import cli
 from vdm_fast.inputs import CAPTION_TOKENS, ConditionEncoder
-from vdm_ref import configs as C
-from vdm_ref.support.checkpoint import save_checkpoint
 
 FAST = ["--steps", "2", "--batch-size", "2", "--no-progress", "--format", "gif"]
 
 
-def tiny_config(conditioning: str, **unet) -> C.Config:
-    """The tiny preset cut to one level without attention (the condition enters through the
-    embedding, which is all these tests exercise; it keeps the compiles short), 4 frames of
-    8x8x1, 2 sampling steps, w = 1."""
-    cfg = C.get_preset("tiny")
-    unet = dict(dict(frames=4, image_size=8, in_channels=1, out_channels=1, channel_mult=(1,), attn_resolutions=()),
-                conditioning=conditioning, **unet)
-    return dataclasses.replace(
-        cfg, unet=dataclasses.replace(cfg.unet, **unet),
-        diffusion=dataclasses.replace(cfg.diffusion, sampling_steps=2, guidance_weight=1.0))
+def tiny_config(conditioning: str, **unet):
+    """The shared tiny model (tests/tiny_models.py) with w = 1, so a caption or label exercises Eq. 6."""
+    return tiny_models.tiny_config(conditioning, guidance_weight=1.0, **unet)
 
 
-def tiny_checkpoint(root, conditioning: str, **unet):
-    """A random tiny model saved as training saves it (no training)."""
-    from vdm_ref.network import init
-
-    cfg = tiny_config(conditioning, **unet)
-    params = init(cfg.unet, 0)
-    save_checkpoint(root, 1, {"params": params, "ema": params},
-                    {"config": C.config_to_dict(cfg),
-                     "data": {"dataset": "moving_mnist", "mnist_digit_size": 4, "mnist_digits": 1}})
-    return str(root)
+def tiny_checkpoint(root, conditioning: str, **unet) -> str:
+    return tiny_models.tiny_checkpoint(root, conditioning, guidance_weight=1.0, **unet)
 
 
 @pytest.fixture(scope="module")

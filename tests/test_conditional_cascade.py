@@ -4,48 +4,24 @@ unconditional second stage, an 8x8 text model), writes every row of both parts w
 numbers, says which part could not run, and `report` prints both tables and writes the strip and
 the GIF."""
 
-import dataclasses
 import json
 
 import numpy as np
 import pytest
 from PIL import Image
+from tiny_models import tiny_checkpoint
 
 from scripts.conditional_truth.__main__ import main
 from scripts.conditional_truth.cascade import consistency
 from scripts.conditional_truth.report import load_runs
-from vdm_ref import configs as C
-from vdm_ref.support.checkpoint import save_checkpoint
-
-
-def tiny_checkpoint(root, conditioning: str, **unet) -> str:
-    """A random tiny model saved as training saves it: one level without attention, 5 frames of
-    8x8x1 unless `unet` says otherwise, a Moving MNIST data record with 4-px digits. N(0, 0.1²) is
-    added to every parameter: `init` zeroes the output convolution (ε̂ = 0 whatever the input)."""
-    import jax
-
-    from vdm_ref.network import init
-
-    cfg = C.get_preset("tiny")
-    unet = {**dict(frames=5, image_size=8, in_channels=1, out_channels=1, channel_mult=(1,), attn_resolutions=()),
-            "conditioning": conditioning, **unet}
-    cfg = dataclasses.replace(cfg, unet=dataclasses.replace(cfg.unet, **unet),
-                              diffusion=dataclasses.replace(cfg.diffusion, sampling_steps=2))
-    rng = np.random.default_rng(0)
-    params = jax.tree_util.tree_map(lambda v: np.asarray(v + 0.1 * rng.standard_normal(np.shape(v)), np.float32),
-                                    init(cfg.unet, 0))
-    save_checkpoint(root, 1, {"params": params, "ema": params},
-                    {"config": C.config_to_dict(cfg),
-                     "data": {"dataset": "moving_mnist", "mnist_digit_size": 4, "mnist_digits": 1}})
-    return str(root)
 
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
     make = tmp_path_factory.mktemp
-    return {"model": tiny_checkpoint(make("model"), "none"),
-            "base": tiny_checkpoint(make("base"), "text", frames=3, image_size=4, frameskip=2),
-            "text": tiny_checkpoint(make("text"), "text")}
+    return {"model": tiny_checkpoint(make("model"), "none", noise=0.1, frames=5),
+            "base": tiny_checkpoint(make("base"), "text", noise=0.1, frames=3, image_size=4, frameskip=2),
+            "text": tiny_checkpoint(make("text"), "text", noise=0.1, frames=5)}
 
 
 def finite(row: dict) -> bool:

@@ -2,42 +2,28 @@
 runs end to end on a tiny random text-conditioned checkpoint, writing every row of its JSON, a
 report table from the JSON alone, and one-line errors for bad flags."""
 
-import dataclasses
 import json
 import math
 
 import numpy as np
 import pytest
 from PIL import Image
+from tiny_models import tiny_checkpoint
 
 from scripts.text_guidance.__main__ import main
-from scripts.text_guidance.measure import caption_clips, centre_spread, fvd, i3d_logits, pairwise_rms
-from vdm_ref import configs as C
-from vdm_ref.support.checkpoint import save_checkpoint
+from scripts.text_guidance.measure import (
+    caption_clips,
+    centre_spread,
+    fvd,
+    i3d_logits,
+    pairwise_rms,
+)
 from vdm_ref.support.data import MovingMNIST
 
 
 def tiny_text_checkpoint(root) -> str:
-    """A random tiny text-conditioned model saved as training saves it (no training): one level
-    without attention, 4 frames of 8x8x1, Moving MNIST data record with 4-px digits. N(0, 0.1²)
-    is added to every parameter: `init` zeroes the output convolution, so the initial network
-    predicts ε̂ = 0 whatever the caption, and guidance would change nothing."""
-    import jax
-
-    from vdm_ref.network import init
-
-    cfg = C.get_preset("tiny")
-    cfg = dataclasses.replace(
-        cfg, unet=dataclasses.replace(cfg.unet, frames=4, image_size=8, in_channels=1, out_channels=1,
-                                      channel_mult=(1,), attn_resolutions=(), conditioning="text"),
-        diffusion=dataclasses.replace(cfg.diffusion, sampling_steps=2))
-    rng = np.random.default_rng(0)
-    params = jax.tree_util.tree_map(lambda v: np.asarray(v + 0.1 * rng.standard_normal(np.shape(v)), np.float32),
-                                    init(cfg.unet, 0))
-    save_checkpoint(root, 1, {"params": params, "ema": params},
-                    {"config": C.config_to_dict(cfg),
-                     "data": {"dataset": "moving_mnist", "mnist_digit_size": 4, "mnist_digits": 1}})
-    return str(root)
+    """The shared tiny text model, perturbed (a fresh one ignores its caption)."""
+    return tiny_checkpoint(root, "text", noise=0.1)
 
 
 def real_clips(n=3):
@@ -146,22 +132,10 @@ def test_a_foreign_file_in_the_output_folder_is_not_overwritten(tmp_path):
 def test_condition_effect_reports_equal_errors_for_a_model_that_ignores_captions(tmp_path):
     """A fresh model (output layer zero: x̂ does not depend on c) gives three equal columns;
     the table is printed for every λ."""
-    import dataclasses
-
     from scripts.text_guidance.condition_effect import condition_effect
     from vdm_fast.generation import load_model
-    from vdm_ref import configs as C
-    from vdm_ref.network import init
-    from vdm_ref.support.checkpoint import save_checkpoint
 
-    cfg = C.get_preset("tiny")
-    cfg = dataclasses.replace(cfg, unet=dataclasses.replace(
-        cfg.unet, frames=4, image_size=8, in_channels=1, out_channels=1, channel_mult=(1,), attn_resolutions=(),
-        conditioning="text"))
-    params = init(cfg.unet, 0)
-    save_checkpoint(tmp_path, 1, {"ema": params}, {"config": C.config_to_dict(cfg),
-                                                   "data": {"dataset": "moving_mnist", "mnist_digit_size": 4,
-                                                            "mnist_digits": 1}})
+    tiny_checkpoint(tmp_path, "text")
     rows = condition_effect(load_model(tmp_path), videos=3, logsnrs=(-2.0, 1.0))
     assert [r["logsnr"] for r in rows] == [-2.0, 1.0]
     for r in rows:
