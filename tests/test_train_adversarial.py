@@ -510,3 +510,37 @@ def test_warm_start_copies_matching_arrays_only(tmp_path):
         ckpt.warm_start({"a": np.zeros((3, 2))}, tmp_path)
     with pytest.raises(ckpt.CheckpointError, match="shares no parameter"):
         ckpt.warm_start({"zzz": np.zeros(1)}, tmp_path)
+
+
+def test_sigterm_checkpoints_the_state_and_ends_in_one_line(trained, tmp_path, monkeypatch):
+    """`kill` (SIGTERM, also a scheduler's preemption) mid-run: the step reached is checkpointed
+    and marked interrupted, the command ends with code 130 and one line saying how to resume.
+    The fixture's configuration, so the compiled step is reused."""
+    import signal
+
+    periodic = training_loop._Run.periodic
+
+    def kill_after_first_step(self, state, step, last_sample):
+        periodic(self, state, step, last_sample)
+        if step == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    class Unhandled(Exception):
+        """The loop did not take SIGTERM over (raised instead of killing the test process)."""
+
+    def outside(signum, frame):
+        raise Unhandled
+
+    monkeypatch.setattr(training_loop._Run, "periodic", kill_after_first_step)
+    previous = signal.signal(signal.SIGTERM, outside)
+    try:
+        run = tmp_path / "run"
+        code, _, err = run_cli(*MINI, "--run-dir", run, "--steps", 2, "--checkpoint-every", 5, "--log-every", 5)
+        assert signal.getsignal(signal.SIGTERM) is outside  # the loop's handler is removed after the run
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert code == 130, err
+    assert err.strip().splitlines()[-1].startswith("interrupted: ") and "--resume" in err, err
+    assert [s for s, _ in ckpt.list_checkpoints(run)] == [1]
+    _, meta = ckpt.load_checkpoint(run)
+    assert meta["stopped"] == "interrupted"

@@ -313,6 +313,12 @@ class Train:
         except TrainError as e:
             print("error: " + " ".join(str(e).split()), file=sys.stderr)  # one line, whatever the cause
             raise SystemExit(2) from None
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the loop checkpointed the state first
+            run_dir = self.run_dir or f"runs/{self.preset}"
+            print(f"interrupted: once training has started the state at the interruption is checkpointed in "
+                  f"{run_dir}/checkpoints; continue with python cli.py train --run-dir {run_dir} --resume",
+                  file=sys.stderr)
+            raise SystemExit(130) from None
         s = summary.get("samples") or {}
         coherence = f" (coherence {s['coherence']:.3f})" if "coherence" in s else ""
         print(f"trained steps {summary['start_step']} -> {summary['step']} in {summary['seconds']:.0f} s; "

@@ -18,6 +18,7 @@ continues exactly as the uninterrupted run would have. The run directory's files
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -138,6 +139,28 @@ def resume_point(opts: TrainOptions) -> tuple[int, dict]:
     return start_step, arrays
 
 
+@contextlib.contextmanager
+def terminate_as_interrupt():
+    """SIGTERM (what `kill`, a job scheduler's preemption or a container stop sends) is handled
+    as Ctrl-C while the loop runs: the state is checkpointed before the process ends, so
+    `--resume` loses nothing. Only in the main thread (where Python delivers signals)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 class _Run:
     """One training job after its checks: the state, the step, and what it writes."""
 
@@ -218,7 +241,9 @@ class _Run:
         state, step, compile_s, last_sample = self.impl.state, self.start_step, None, {}
         progress = _Progress(self, deadline)
         prefetch = Prefetcher(self.batcher, step)
+        stack = contextlib.ExitStack()
         try:
+            stack.enter_context(terminate_as_interrupt())
             while step < opts.config.train.train_steps and (deadline is None or time.perf_counter() < deadline):
                 t_step = time.perf_counter()
                 # on a non-finite loss the step returns the state unchanged
@@ -247,6 +272,7 @@ class _Run:
                       "stands", file=sys.stderr)
             raise
         finally:
+            stack.close()
             prefetch.close()
             progress.close()
         final = self.save(state, step) if step > self.start_step or not opts.resume \
