@@ -28,6 +28,7 @@ def finite(row: dict) -> bool:
     return all(np.isfinite(v) for k, v in row.items() if isinstance(v, float))
 
 
+@pytest.mark.slow  # ~30 s of compiles; `python cli.py cascade` itself is tested in test_cli_conditions.py
 def test_cascade_task_runs_and_reports(checkpoints, tmp_path, capsys):
     runs, assets = tmp_path / "runs", tmp_path / "assets"
     common = ["run", "cascade", "--checkpoint", checkpoints["model"], "--base", checkpoints["base"],

@@ -312,7 +312,7 @@ def test_coherence_is_logged_for_moving_mnist_only(tmp_path, monkeypatch):
         run_dir.mkdir()
         opts = dataclasses.replace(Train(run_dir=str(run_dir), **kw).options(), data=DataOptions(data_dir),
                                    mp4=False)
-        run = training_loop._Run(opts, None, shd.data_fsdp_mesh(1, 1), 0, None, True)
+        run = training_loop._Run(opts, None, shd.data_fsdp_mesh(1, 1), 0, None, training_loop.initial_params(opts), True)
         info = run.samples(run.impl.state, 1)
         logged_row = json.loads((run_dir / "metrics.jsonl").read_text())
         assert ("coherence" in info) is logged and ("coherence" in logged_row) is logged

@@ -62,6 +62,7 @@ def _final_params(run_dir):
     return ckpt.flatten(arrays), meta
 
 
+@pytest.mark.slow  # ~60 s; the SIGTERM checkpoint path is tested in test_train_adversarial.py
 def test_sigkill_mid_run_then_resume_matches_uninterrupted(tmp_path, jax_cache):
     steps = 12
     _run(jax_cache, "--run-dir", str(tmp_path / "full"), "--steps", str(steps), "--checkpoint-every", "1000")
@@ -99,6 +100,7 @@ def _free_port():
         return sock.getsockname()[1]
 
 
+@pytest.mark.slow  # ~70 s: two processes joined by jax.distributed (multi-host path)
 def test_two_processes_train_as_one_data_parallel_run(tmp_path, jax_cache):
     """Multi-host: two processes (one CPU device each) joined by `jax.distributed.initialize`
     (--coordinator-address, --num-processes, --process-id) feed their halves of each batch and
@@ -137,7 +139,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, jax_
     assert all(np.isfinite(v).all() for v in ckpt.flatten(arrays).values())
 
 
-@pytest.mark.parametrize("conditioning", ["text", "class"])
+@pytest.mark.parametrize("conditioning", [pytest.param("text", marks=pytest.mark.slow), "class"])
 def test_conditioned_training_runs_end_to_end(tmp_path, conditioning):
     """Captions (MiniLM token embeddings) or digit labels reach the step, with conditioning
     dropout, and the preview samples are drawn under the first clips' conditions."""

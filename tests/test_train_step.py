@@ -107,7 +107,8 @@ def test_sharded_step_matches_single_device(fast_two_steps, data, fsdp):
         assert _max_diff(got["ema"], want_state["ema"]) < ATOL
 
 
-@pytest.mark.parametrize("compute_dtype,remat", [(None, True), ("bfloat16", False)], ids=["remat", "bf16"])
+@pytest.mark.parametrize("compute_dtype,remat", [pytest.param(None, True, marks=pytest.mark.slow), ("bfloat16", False)],
+                         ids=["remat", "bf16"])
 def test_remat_and_bf16_steps_track_the_float32_step(fast_two_steps, compute_dtype, remat):
     """--remat recomputes the same float32 values (same update to round-off); --bf16 computes
     the network in bfloat16 (8 mantissa bits) but keeps parameters, Adam and EMA in float32, so

@@ -244,6 +244,7 @@ def test_null_class_condition_is_the_zero_one_hot():
                                   apply(p, TINY_CLASS, z, logsnr, None))
 
 
+@pytest.mark.slow  # ~35 s: jax.grad through the whole reference U-Net
 def test_jax_grad_reaches_every_parameter():
     # Text conditioning, dropout, a joint image-video batch: every parameter is on the path.
     # One jit-compiled value_and_grad; its output must also match NumPy's (same dropout key).
