@@ -209,3 +209,9 @@ def test_cascade_refuses_a_base_of_another_size(checkpoints, tmp_path, tmp_path_
     text = one_line_error(["cascade", "--checkpoint", checkpoints["none"], "--base", base,
                            "--out", str(tmp_path / "o"), *FAST])
     assert "--base makes 6x6 frames, which do not divide the second stage's 8x8" in text, text
+
+
+def test_cascade_refuses_a_base_with_nothing_to_upsample(checkpoints, tmp_path, no_sampling):
+    text = one_line_error(["cascade", "--checkpoint", checkpoints["none"], "--base", checkpoints["none"],
+                           "--out", str(tmp_path / "o"), *FAST])
+    assert "at the second stage's frame rate: nothing to upsample" in text, text

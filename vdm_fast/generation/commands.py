@@ -322,6 +322,9 @@ def cascade_geometry(base, model, frameskip: int | None) -> tuple[int, int]:
         frameskip = base.unet.frameskip // model.unet.frameskip
     if frameskip >= model.frames:
         raise InputError(f"--frameskip {frameskip}: expected < the second stage's block of {model.frames} frames")
+    if model.image_size == base.image_size and frameskip == 1:
+        raise InputError(f"--base makes {base.image_size}x{base.image_size} frames at the second stage's frame rate: "
+                         "nothing to upsample; give a base of lower resolution or frame rate (or --frameskip > 1)")
     return model.image_size // base.image_size, int(frameskip)
 
 
