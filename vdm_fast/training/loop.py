@@ -55,7 +55,8 @@ def train(opts: TrainOptions) -> dict:
                         data_dir=opts.data.data_dir)
         write_marker(Path(opts.run_dir), opts, start_step)
     run = _Run(opts, ds, mesh, start_step, arrays, params, is_main)
-    return run.loop()
+    with terminate_as_interrupt():
+        return run.loop()
 
 
 def check_options(opts: TrainOptions, is_main: bool = True):
@@ -142,7 +143,7 @@ def resume_point(opts: TrainOptions) -> tuple[int, dict]:
 @contextlib.contextmanager
 def terminate_as_interrupt():
     """SIGTERM (what `kill`, a job scheduler's preemption or a container stop sends) is handled
-    as Ctrl-C while the loop runs: the state is checkpointed before the process ends, so
+    as Ctrl-C while the training loop runs: the state is checkpointed before the process ends, so
     `--resume` loses nothing. Only in the main thread (where Python delivers signals)."""
     import signal
     import threading
@@ -241,9 +242,7 @@ class _Run:
         state, step, compile_s, last_sample = self.impl.state, self.start_step, None, {}
         progress = _Progress(self, deadline)
         prefetch = Prefetcher(self.batcher, step)
-        stack = contextlib.ExitStack()
         try:
-            stack.enter_context(terminate_as_interrupt())
             while step < opts.config.train.train_steps and (deadline is None or time.perf_counter() < deadline):
                 t_step = time.perf_counter()
                 # on a non-finite loss the step returns the state unchanged
@@ -272,7 +271,6 @@ class _Run:
                       "stands", file=sys.stderr)
             raise
         finally:
-            stack.close()
             prefetch.close()
             progress.close()
         final = self.save(state, step) if step > self.start_step or not opts.resume \
