@@ -8,6 +8,7 @@ import re
 import numpy as np
 import pytest
 import tiny_models
+from tiny_models import one_line_error
 
 import cli
 from vdm_fast.inputs import CAPTION_TOKENS, ConditionEncoder
@@ -42,13 +43,6 @@ COMMANDS = {
 }
 
 
-def one_line_error(argv) -> str:
-    """The message of the SystemExit `cli.main(argv)` must end in: one line, starting "error:"."""
-    with pytest.raises(SystemExit) as e:
-        cli.main(argv)
-    message = e.value.code
-    assert isinstance(message, str) and "\n" not in message and message.startswith("error:"), message
-    return message
 
 
 @pytest.mark.parametrize("kind", ["class", "text"])

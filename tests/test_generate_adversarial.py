@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import cli
+from tiny_models import one_line_error
 from vdm_ref import configs as C
 from vdm_ref.support.checkpoint import save_checkpoint
 
@@ -39,15 +40,6 @@ def checkpoint(tmp_path_factory):
                     {"config": C.config_to_dict(cfg), "data": {"dataset": "moving_mnist", "mnist_digit_size": 4,
                                                                "mnist_digits": 1}})
     return run
-
-
-def one_line_error(argv) -> str:
-    """`cli.main(argv)` must exit with one line starting "error:" (no traceback)."""
-    with pytest.raises(SystemExit) as e:
-        cli.main(argv)
-    message = e.value.code
-    assert isinstance(message, str) and "\n" not in message and message.startswith("error:"), message
-    return message
 
 
 def copy_checkpoint(run: Path, dst: Path) -> Path:

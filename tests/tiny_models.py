@@ -1,4 +1,5 @@
-"""Tiny Moving MNIST checkpoints for the command and script tests (no training).
+"""Tiny Moving MNIST checkpoints for the command and script tests (no training), and the check
+that a command refuses bad input in one line (`one_line_error`).
 
 `tiny_config` is the tiny preset cut to one level without attention — the condition enters
 through the embedding, which is all these tests exercise, and the compiles stay short — with 4
@@ -39,3 +40,16 @@ def tiny_checkpoint(root, conditioning: str = "none", *, noise: float = 0.0, gui
                     {"config": C.config_to_dict(cfg),
                      "data": {"dataset": "moving_mnist", "mnist_digit_size": 4, "mnist_digits": 1}})
     return str(root)
+
+
+def one_line_error(argv) -> str:
+    """The message `cli.main(argv)` must exit with: one line starting "error:" (no traceback)."""
+    import pytest
+
+    import cli
+
+    with pytest.raises(SystemExit) as e:
+        cli.main(argv)
+    message = e.value.code
+    assert isinstance(message, str) and "\n" not in message and message.startswith("error:"), message
+    return message
