@@ -250,3 +250,31 @@ def test_random_evaluate_flags_give_a_result_or_one_line(checkpoint, tmp_path_fa
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(run, "default_embed", stub)
         assert guarded_run(argv, work, checkpoint) == (work / "r.json").is_file()
+
+
+@pytest.mark.parametrize("given", [0, 1])
+def test_evaluate_batches_have_one_shape(monkeypatch, given):
+    """A short last batch is filled up to the batch size (its last row repeated, the extra videos
+    dropped), so the sampler sees one shape and compiles once; each video keeps its own row."""
+    import vdm_fast.generation as generation
+    from vdm_fast.evaluation import run
+    from vdm_fast.evaluation.protocols import Protocol
+
+    seen = []
+
+    def fake(model, key, x=None, *, batch_size=None, length, cond, options, return_windows, given_frames=None):
+        b = batch_size if x is None else x.shape[0]
+        seen.append((b, None if cond is None else np.asarray(cond)[:, 0].tolist()))
+        return np.broadcast_to(np.asarray(cond, np.float32)[:, 0, None, None, None, None], (b, length, 1, 1, 1)), []
+
+    monkeypatch.setattr(generation, "sample", fake)
+    monkeypatch.setattr(generation, "predict", lambda model, key, x, **kw: fake(model, key, x, **kw))
+    n, cond = 5, np.arange(5.0)[:, None] * np.ones((5, 3))
+    videos, _ = run.generate(None, Protocol("p", given, 2, 2, ""), np.zeros((n, 2, 1, 1, 1)), cond, None,
+                             seed=0, batch_size=2)
+    assert [b for b, _ in seen] == [2, 2, 2]
+    assert seen[-1][1] == [4.0, 4.0]
+    np.testing.assert_array_equal(videos[:, 0, 0, 0, 0], np.arange(5.0))
+    seen.clear()
+    run.generate(None, Protocol("p", given, 2, 2, ""), np.zeros((n, 2, 1, 1, 1)), cond, None, seed=0, batch_size=8)
+    assert [b for b, _ in seen] == [5]

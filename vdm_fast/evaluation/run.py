@@ -60,7 +60,7 @@ def inception_score_with_spread(logits: np.ndarray, splits: int) -> dict:
     return {"is": float(mean), "is_std": float(std), "is_splits": int(splits)}
 
 
-def _cond_rows(cond, rows: slice):
+def _cond_rows(cond, rows: np.ndarray):
     if cond is None:
         return None
     if isinstance(cond, tuple):
@@ -71,28 +71,33 @@ def _cond_rows(cond, rows: slice):
 def generate(model, protocol: Protocol, real: np.ndarray, cond, options, *, seed: int, batch_size: int,
              tick: Callable[[int], None] | None = None) -> tuple[np.ndarray, list[int]]:
     """N videos of `protocol` (package docstring) in batches; real: the N data clips (the
-    conditioning frames of the prediction protocols). Returns (videos, block boundaries)."""
+    conditioning frames of the prediction protocols). Returns (videos, block boundaries).
+
+    A short last batch is filled up to `batch_size` by repeating its last row (the extra videos
+    are dropped), so every batch has one shape and the sampler compiles once."""
     import jax
 
     from vdm_fast.generation import predict, sample
 
     n = real.shape[0]
+    batch_size = min(batch_size, n)
     key = jax.random.key(seed)
     outs, boundaries = [], set()
     for b, start in enumerate(range(0, n, batch_size)):
-        rows = slice(start, min(start + batch_size, n))
+        rows = np.minimum(np.arange(start, start + batch_size), n - 1)
+        kept = min(batch_size, n - start)
         k = jax.random.fold_in(key, b)
         c = _cond_rows(cond, rows)
         if protocol.given:
             video, windows = predict(model, k, real[rows], given_frames=protocol.given, length=protocol.length,
                                      cond=c, options=options, return_windows=True)
         else:
-            video, windows = sample(model, k, batch_size=rows.stop - rows.start, length=protocol.length, cond=c,
+            video, windows = sample(model, k, batch_size=batch_size, length=protocol.length, cond=c,
                                     options=options, return_windows=True)
         boundaries.update(w.boundary for w in windows if w.boundary is not None)
-        outs.append(np.asarray(video, np.float32))
+        outs.append(np.asarray(video, np.float32)[:kept])
         if tick is not None:
-            tick(rows.stop - rows.start)
+            tick(kept)
     return np.concatenate(outs), sorted(boundaries)
 
 
