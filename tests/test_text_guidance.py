@@ -139,4 +139,22 @@ def test_condition_effect_reports_equal_errors_for_a_model_that_ignores_captions
     rows = condition_effect(load_model(tmp_path), videos=3, logsnrs=(-2.0, 1.0))
     assert [r["logsnr"] for r in rows] == [-2.0, 1.0]
     for r in rows:
-        assert r["true"] == r["shuffled"] == r["null"] > 0
+        assert r["true"] == r["shuffled"] == r["null"] == r["other digits"] == r["other motion"] > 0
+
+
+def test_one_clause_changed():
+    """`other_digits` changes every digit and nothing else; `other_motion` names the other axis."""
+    import numpy as np
+
+    from scripts.text_guidance.condition_effect import other_digits, other_motion
+
+    cap = "digit 7 is bouncing up and down and digit 1 is moving right"
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        new = other_digits(cap, rng)
+        a, b = new.split(" and digit ")
+        assert a.startswith("digit ") and a[6] != "7" and a[7:] == " is bouncing up and down"
+        assert b[0] != "1" and b[1:] == " is moving right"
+    assert other_motion(cap) == "digit 7 is bouncing left and right and digit 1 is moving down"
+    assert other_motion("digit 3 is moving left and right") == "digit 3 is moving up and down"
+    assert other_motion("digit 3 is standing still") == "digit 3 is standing still"

@@ -1,5 +1,5 @@
-"""Does the caption change the model's denoising? The x̂ error with the true, shuffled and null
-captions, on real clips, at fixed log-SNRs.
+"""Does the caption change the model's denoising, and which clause of it? The x̂ error with the
+true, shuffled and null captions, on real clips, at fixed log-SNRs, and with one clause changed.
 
     python -m scripts.text_guidance.condition_effect --checkpoint runs/text-ft [--videos 32]
 
@@ -8,19 +8,40 @@ and the mean squared error of x̂(z, λ, c) against x with c = the clips' own ca
 captions shuffled across clips, and the null condition (Eq. 6's c = 0). A model that reads its
 captions has a lower error with the true captions than with shuffled ones where the caption
 tells it what the noise hides (λ ≲ 0); one that ignores them has three equal columns.
+
+Two more columns tell the clauses apart: "other digits" (each "digit D" named as another digit,
+the motion words kept: `other_digits`) and "other motion" (left/right and up/down swapped, so the
+caption names the other axis: `other_motion`). A model that reads the motion but not the digit
+has "other digits" ≈ "true" and "other motion" well above it.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 
 import numpy as np
 
 LOGSNRS = (-6.0, -4.0, -2.0, 0.0, 2.0)
+#: The other axis's word for each direction word (`other_motion`).
+OTHER_AXIS = {"left": "up", "right": "down", "up": "left", "down": "right"}
+
+
+def other_digits(caption: str, rng: np.random.Generator) -> str:
+    """The caption with each "digit D" replaced by "digit D'", D' = (D + k) mod 10 for a random
+    k in 1..9 drawn per digit: the same words, only the digits wrong."""
+    return re.sub(r"\bdigit (\d)\b", lambda m: f"digit {(int(m.group(1)) + int(rng.integers(1, 10))) % 10}", caption)
+
+
+def other_motion(caption: str) -> str:
+    """The caption with every direction word moved to the other axis (left <-> up, right <->
+    down): "digit 3 is moving left and right" -> "digit 3 is moving up and down"."""
+    return re.sub(r"\b(left|right|up|down)\b", lambda m: OTHER_AXIS[m.group(1)], caption)
 
 
 def condition_effect(model, videos: int = 32, logsnrs=LOGSNRS, seed: int = 0) -> list[dict]:
-    """One row per λ: {"logsnr", "true", "shuffled", "null"} (x̂ mean squared error)."""
+    """One row per λ: {"logsnr", "true", "shuffled", "null", "other digits", "other motion"}
+    (x̂ mean squared error)."""
     import jax
     import jax.numpy as jnp
 
@@ -32,9 +53,12 @@ def condition_effect(model, videos: int = 32, logsnrs=LOGSNRS, seed: int = 0) ->
     x = jnp.asarray(ds.batch(np.arange(videos)))
     captions = list(ds.captions)
     encoder = ConditionEncoder(model.unet)
-    perm = np.random.default_rng(seed).permutation(videos)
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(videos)
     conds = {"true": encoder.captions(captions), "shuffled": encoder.captions([captions[i] for i in perm])}
     conds["null"] = null_condition(conds["true"])
+    conds["other digits"] = encoder.captions([other_digits(c, rng) for c in captions])
+    conds["other motion"] = encoder.captions([other_motion(c) for c in captions])
     eps = jax.random.normal(jax.random.key(seed), x.shape)
     rows = []
     for lam in logsnrs:
@@ -58,10 +82,12 @@ def main(argv=None) -> list[dict]:
     model = load_model(a.checkpoint)
     rows = condition_effect(model, a.videos, seed=a.seed)
     print(f"{describe(model)}; {a.videos} real clips, x̂ mean squared error\n")
-    print("| λ | true captions | shuffled captions | null condition | shuffled − true |\n|---:|---:|---:|---:|---:|")
+    print("| λ | true captions | shuffled captions | null condition | shuffled − true | other digits − true "
+          "| other motion − true |\n|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['logsnr']:g} | {r['true']:.5f} | {r['shuffled']:.5f} | {r['null']:.5f} | "
-              f"{r['shuffled'] - r['true']:+.5f} |")
+              f"{r['shuffled'] - r['true']:+.5f} | {r['other digits'] - r['true']:+.5f} | "
+              f"{r['other motion'] - r['true']:+.5f} |")
     return rows
 
 
