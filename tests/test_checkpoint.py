@@ -92,3 +92,16 @@ def test_export_for_sampling_keeps_only_the_ema(tmp_path):
     arrays, meta = ckpt.load_checkpoint(out)
     assert set(arrays) == {"ema"} and meta["step"] == 4 and meta["config"] == {"name": "x"}
     np.testing.assert_array_equal(arrays["ema"]["w"], 2.0)
+
+
+def test_export_sets_sampling_defaults_it_knows(tmp_path):
+    tree = {"ema": {"w": np.ones(3, np.float32)}}
+    config = {"name": "x", "diffusion": {"guidance_weight": 0.0, "sampling_steps": 128}}
+    ckpt.save_checkpoint(tmp_path / "run", 4, tree, {"config": config})
+    out = ckpt.export_for_sampling(tmp_path / "run", tmp_path / "shipped", sampling={"guidance_weight": 1.5})
+    _, meta = ckpt.load_checkpoint(out)
+    assert meta["config"]["diffusion"] == {"guidance_weight": 1.5, "sampling_steps": 128}
+    assert meta["export_sampling_was"] == {"guidance_weight": 0.0}
+    with pytest.raises(ckpt.CheckpointError, match="guidance_wieght"):
+        ckpt.export_for_sampling(tmp_path / "run", tmp_path / "other", sampling={"guidance_wieght": 1.5})
+    assert not (tmp_path / "other").exists()

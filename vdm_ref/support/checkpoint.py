@@ -310,16 +310,28 @@ def flatten_shapes(tree: dict, prefix: str = "") -> dict[str, tuple]:
     return out
 
 
-def export_for_sampling(src: str | Path, dst: str | Path, *, note: str = "") -> Path:
+def export_for_sampling(src: str | Path, dst: str | Path, *, note: str = "",
+                        sampling: dict | None = None) -> Path:
     """Write a small sampling checkpoint: the EMA parameters and the metadata of `src`.
 
     src: a checkpoint or run directory; dst: the new checkpoint directory (meta.json +
     arrays.npz, readable by `load_checkpoint` and the generation commands). The optimizer state
     and the raw parameters are left out (a third of the size); the result cannot be resumed.
+    sampling: new values for fields the config's "diffusion" section already has (e.g. the
+    default guidance weight a shipped text model samples with); the old ones are recorded in
+    the metadata under "export_sampling_was".
     """
     arrays, meta = load_checkpoint(src)
     if "ema" not in arrays:
         raise CheckpointError(f"{src} holds no EMA parameters to export (found {sorted(arrays)})")
+    if sampling:
+        diffusion = dict(meta.get("config", {}).get("diffusion", {}))
+        unknown = sorted(set(sampling) - set(diffusion))
+        if unknown:
+            raise CheckpointError(f"sampling={sampling}: {unknown} not in the config's diffusion section "
+                                  f"({sorted(diffusion)})")
+        meta = dict(meta, config=dict(meta["config"], diffusion={**diffusion, **sampling}),
+                    export_sampling_was={k: diffusion[k] for k in sampling})
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp_export_", dir=dst.parent))
