@@ -83,6 +83,35 @@ def test_captions_the_data_never_used_give_a_sample(checkpoints, caption, tmp_pa
         assert f"the model reads the first {CAPTION_TOKENS}" in capsys.readouterr().err
 
 
+def test_unfamiliar_captions_are_named():
+    """Clause by clause against a model's training captions: the grammar, the number of digits,
+    a motion no training caption has; a familiar caption (any digit) gives None."""
+    from vdm_ref.support.eval.caption_fidelity import unfamiliar_caption
+
+    seen = ["digit 3 is moving left and right", "digit 5 is bouncing up and down"]
+    assert unfamiliar_caption("digit 7 is moving left and right", seen) is None
+    assert unfamiliar_caption("Digit 0 is bouncing up and down.", seen) is None
+    assert "'moving right' describes no digit" in unfamiliar_caption("digit 7 is moving right", seen)
+    assert "names 2 digits; the training captions name 1" in unfamiliar_caption(
+        "digit 3 is moving left and right and digit 5 is bouncing up and down", seen)
+    assert "not of the form" in unfamiliar_caption("the seven walks slowly to the left", seen)
+
+
+def test_sample_notes_an_unfamiliar_caption(checkpoints, tmp_path, capsys):
+    """The note names what the training captions lack and the sample is still written."""
+    from vdm_fast.generation import load_model
+    from vdm_fast.inputs import moving_mnist_data
+
+    model = load_model(checkpoints["text"])
+    familiar = moving_mnist_data(model, 1, num_frames=model.frames).captions[0]
+    for i, (caption, note) in enumerate(((familiar, None), ("the seven walks slowly to the left", "not of the form"))):
+        out = tmp_path / f"s{i}"
+        cli.main(["sample", "--checkpoint", checkpoints["text"], "--out", str(out), *FAST, "--caption", caption])
+        err = capsys.readouterr().err
+        assert ("note:" in err) == (note is not None) and (note is None or note in err), err
+        assert out.with_suffix(".npz").is_file()
+
+
 @pytest.mark.parametrize("kind, flags, message", [
     ("text", ["--caption", ""], "--caption is empty"),
     ("text", ["--caption", "   "], "--caption is empty"),

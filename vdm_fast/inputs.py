@@ -32,7 +32,7 @@ import numpy as np
 __all__ = [
     "CAPTION_TOKENS", "DEFAULT_BASE_CHECKPOINT", "DEFAULT_CHECKPOINT", "ConditionEncoder", "InputError", "UsageError", "check_flags",
     "check_writable", "dataset_clips", "digit_size_default", "load_input_video", "moving_mnist_data",
-    "moving_mnist_settings", "null_condition", "one_hot", "resolve_checkpoint", "usage_errors",
+    "moving_mnist_settings", "null_condition", "one_hot", "resolve_checkpoint", "unfamiliar_caption", "usage_errors",
 ]
 
 #: The Moving MNIST checkpoint shipped with the repository (relative to the repository root).
@@ -197,6 +197,19 @@ def moving_mnist_data(model, num_clips: int, *, num_frames: int, seed: int = 123
         raise InputError(f"{what} reads clips of the model's Moving MNIST, but the model was trained on "
                          f"{data.get('data_dir') or kind!r}" + (": pass --video" if what == "--clip" else ""))
     return MovingMNIST(num_clips, num_frames=num_frames, split="test", seed=seed, **moving_mnist_settings(model))
+
+
+def unfamiliar_caption(model, caption: str, clips: int = 500) -> str | None:
+    """Why `caption` is unlike the captions of the Moving MNIST the model was trained on
+    (`caption_fidelity.unfamiliar_caption` against those of `clips` clips of `moving_mnist_data`),
+    or None: also for a model trained on other data, whose captions are not known here."""
+    from vdm_ref.support.eval.caption_fidelity import unfamiliar_caption as against
+
+    try:
+        ds = moving_mnist_data(model, clips, num_frames=model.frames, what="the training captions")
+    except InputError:
+        return None
+    return against(caption, list(ds.captions))
 
 
 def dataset_clips(model, indices, *, num_frames: int, seed: int = 1234) -> np.ndarray:

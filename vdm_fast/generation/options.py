@@ -28,6 +28,7 @@ from vdm_fast.inputs import (
     check_writable,
     dataset_clips,
     load_input_video,
+    unfamiliar_caption,
     usage_errors,
 )
 
@@ -202,6 +203,9 @@ class Conditioned(GenerateOptions):
         if not self.caption.strip():
             raise InputError("--caption is empty: give a caption, or leave --caption out to sample from the "
                              "null condition")
+        why = unfamiliar_caption(model, self.caption)
+        if why:
+            print(f"note: {why}; sampling anyway", file=sys.stderr)
         tokens = encoder.caption_tokens(self.caption)
         if tokens > encoder.max_length:
             print(f"note: the caption has {tokens} tokens; the model reads the first {encoder.max_length} "

@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -145,6 +146,30 @@ def parse_caption(caption: str) -> list[Clause]:
     if not text:
         return []
     return [parse_clause(part) for part in _SPLIT.split(text)]
+
+
+def unfamiliar_caption(caption: str, seen: Sequence[str]) -> str | None:
+    """Why `caption` is unlike the captions `seen` (a model's training captions), or None.
+
+    Clause by clause (`parse_caption`): a clause outside the caption grammar, a number of
+    digits no seen caption has, or a motion ("moving right") that describes no digit in them.
+    The digit itself is not checked (every digit occurs)."""
+    def motion(c: Clause) -> str:
+        return c.text.split(" is ", 1)[1]
+
+    clauses, seen = parse_caption(caption), [parse_caption(c) for c in seen]
+    bad = [c for c in clauses if not c.parsed]
+    if bad:
+        return f"{bad[0].text!r} is {bad[0].reason}"
+    counts = sorted({len(s) for s in seen})
+    if clauses and len(clauses) not in counts:
+        return (f"the caption names {len(clauses)} digits; the training captions name "
+                + " or ".join(map(str, counts)))
+    motions = sorted({motion(c) for s in seen for c in s if c.parsed})
+    new = [motion(c) for c in clauses if motion(c) not in motions]
+    if new:
+        return f"{new[0]!r} describes no digit in the training captions (they say: {', '.join(motions)})"
+    return None
 
 
 @dataclass(frozen=True)
