@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = [
-    "CAPTION_TOKENS", "DEFAULT_BASE_CHECKPOINT", "DEFAULT_CHECKPOINT", "ConditionEncoder", "InputError", "UsageError", "check_flags",
+    "CAPTION_TOKENS", "DEFAULT_BASE_CHECKPOINT", "DEFAULT_CHECKPOINT", "TEXT_CHECKPOINT", "ConditionEncoder", "InputError", "UsageError", "check_flags",
     "check_writable", "dataset_clips", "digit_size_default", "load_input_video", "moving_mnist_data",
     "moving_mnist_settings", "null_condition", "one_hot", "resolve_checkpoint", "unfamiliar_caption", "usage_errors",
 ]
@@ -39,6 +39,8 @@ __all__ = [
 DEFAULT_CHECKPOINT = "checkpoints/mnist-small"
 #: The shipped base model of the Fig. 2 cascade: 16x16 at frameskip 2, caption-conditioned.
 DEFAULT_BASE_CHECKPOINT = "checkpoints/mnist-base-16"
+#: The shipped caption-conditioned Moving MNIST model (16x16, frameskip 2).
+TEXT_CHECKPOINT = "checkpoints/mnist-text-16"
 #: Tokens per caption, [CLS] and [SEP] included: training pads and truncates every caption to this.
 CAPTION_TOKENS = 32
 _ROOT = Path(__file__).resolve().parents[1]

@@ -23,6 +23,7 @@ import numpy as np
 from vdm_fast.inputs import (
     DEFAULT_CHECKPOINT,
     ConditionEncoder,
+    TEXT_CHECKPOINT,
     InputError,
     check_flags,
     check_writable,
@@ -192,7 +193,9 @@ class Conditioned(GenerateOptions):
             return None
         given = "--label" if self.label is not None else "--caption"
         if kind == "none":
-            raise InputError(f"{given}: the model is unconditional, nothing can condition it")
+            raise InputError(f"{given}: the model is unconditional, nothing can condition it"
+                             + (f" (the shipped caption-conditioned model: --checkpoint {TEXT_CHECKPOINT})"
+                                if given == "--caption" else ""))
         if given != flag:
             raise InputError(f"{given}: the model is {kind}-conditional; pass {flag}, not {given}")
         encoder = ConditionEncoder(model.unet)
