@@ -8,12 +8,32 @@ Eq. 2 through `vdm_ref.train.loss_fn`, which calls `vdm_ref.losses.diffusion_los
 and draws t and ε with `vdm_ref.train.step_randomness`.
 """
 
+import functools
+
 import equinox as eqx
 import jax
 
 from vdm_ref import losses as _ref
 
 from .schedule import LOGSNR_MAX, LOGSNR_MIN, _float32
+
+
+#: The loss weightings of the recipe (`vdm_ref.losses.LOSS_WEIGHTS`).
+LOSS_WEIGHTS = _ref.LOSS_WEIGHTS
+
+
+@functools.partial(jax.jit, static_argnames=("gamma", "target"))
+def min_snr_weight(logsnr, gamma=5.0, target="eps"):
+    """w'(λ) = min(e^λ, γ) / e^λ for ε, min(e^λ, γ) / (e^λ + 1) for v (Min-SNR-γ): as
+    `vdm_ref.losses.min_snr_weight`, float32 under jit."""
+    return _ref.min_snr_weight(_float32(logsnr), gamma, target)
+
+
+def loss_weight_fn(name, gamma=5.0, target="eps"):
+    """The per-λ factor `name` selects: None for 'none', λ -> `min_snr_weight`(λ, γ, target)."""
+    if _ref.loss_weight_fn(name, gamma, target) is None:
+        return None
+    return lambda logsnr: min_snr_weight(logsnr, gamma, target)
 
 
 @jax.jit

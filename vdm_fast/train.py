@@ -49,6 +49,7 @@ from vdm_ref.train import (  # noqa: F401  (small tree/scalar maths reused as is
     init_opt_state,
     batch_condition,
     drop_condition,
+    decay_factor,
     ema_decay_at,
     learning_rate_at,
     recipe_dict,
@@ -60,12 +61,13 @@ from vdm_fast import sharding as shd
 from vdm_fast.backend import BACKENDS, network_apply  # noqa: F401  (the one backend switch)
 
 
-def make_optimizer(config, recipe: Recipe, params=None) -> optax.GradientTransformation:
-    """AdamW with Appendix A's β1, β2, η, weight decay; warm-up, clipping from the Recipe."""
+def make_optimizer(config, recipe: Recipe, params=None, progress=0.0) -> optax.GradientTransformation:
+    """AdamW with Appendix A's β1, β2, η, weight decay; warm-up, decay, clipping from the Recipe.
+    progress: the run's progress p of the learning-rate decay (a traced scalar inside the step)."""
     tc = config.train
 
     def schedule(count):
-        return learning_rate_at(count, tc.learning_rate, recipe.warmup_steps)
+        return learning_rate_at(count, tc.learning_rate, recipe.warmup_steps, recipe.lr_decay, progress)
 
     mask = None
     if not recipe.decay_biases:
@@ -127,9 +129,9 @@ def loss_fn(params, config, batch, key, *, backend="fast", train=True, compute_d
     return ref_train.loss_fn(params, config, batch, key, apply_fn=apply_fn, train=train)
 
 
-def _step(state, batch, key, *, config, recipe, backend, compute_dtype=None, remat=False):
+def _step(state, batch, key, progress, *, config, recipe, backend, compute_dtype=None, remat=False):
     tc = config.train
-    optimizer = make_optimizer(config, recipe)
+    optimizer = make_optimizer(config, recipe, progress=progress)
     loss, grads = jax.value_and_grad(loss_fn)(state["params"], config, batch, key, backend=backend,
                                               compute_dtype=compute_dtype, remat=remat)
     norm = optax.tree.norm(grads)
@@ -143,14 +145,16 @@ def _step(state, batch, key, *, config, recipe, backend, compute_dtype=None, rem
     new = {"step": n + 1, "params": params, "ema": ema, "opt": opt}
     new = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, state)
     metrics = {"loss": loss, "grad_norm": norm,
-               "learning_rate": learning_rate_at(n, tc.learning_rate, recipe.warmup_steps),
+               "learning_rate": learning_rate_at(n, tc.learning_rate, recipe.warmup_steps, recipe.lr_decay,
+                                                 progress),
                "ema_decay": decay}
     return new, metrics
 
 
 def make_train_step(config, recipe: Recipe, *, backend="fast", state_sharding=None,
                     batch_sharding=None, compute_dtype=None, remat=False):
-    """The jitted step (state, batch, key) -> (state, metrics), state donated.
+    """The jitted step (state, batch, key, progress=0.0) -> (state, metrics), state donated;
+    progress p ∈ [0, 1] drives `recipe.lr_decay` (a traced scalar: changing it never recompiles).
 
     With shardings (from `vdm_fast.sharding`), inputs and outputs are placed by them and
     XLA inserts the collectives (gradient all-reduce for data parallelism; parameter all-gather
@@ -159,18 +163,28 @@ def make_train_step(config, recipe: Recipe, *, backend="fast", state_sharding=No
     fn = functools.partial(_step, config=config, recipe=recipe, backend=backend,
                            compute_dtype=compute_dtype, remat=remat)
     if state_sharding is None:
-        return jax.jit(fn, donate_argnums=(0,))
+        return _with_progress(jax.jit(fn, donate_argnums=(0,)))
     mesh = jax.tree.leaves(batch_sharding)[0].mesh
     replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-    return jax.jit(fn, donate_argnums=(0,),
-                   in_shardings=(state_sharding, batch_sharding, replicated),
-                   out_shardings=(state_sharding, replicated))
+    return _with_progress(jax.jit(fn, donate_argnums=(0,),
+                                  in_shardings=(state_sharding, batch_sharding, replicated, replicated),
+                                  out_shardings=(state_sharding, replicated)))
 
 
-def train_step(state, batch, config, recipe: Recipe, key, *, backend="fast"):
+def _with_progress(jitted):
+    """step(state, batch, key, progress=0.0): the progress as a float32 array (one compiled program)."""
+
+    def step(state, batch, key, progress=0.0):
+        return jitted(state, batch, key, jnp.asarray(progress, jnp.float32))
+
+    step.jitted = jitted
+    return step
+
+
+def train_step(state, batch, config, recipe: Recipe, key, progress=0.0, *, backend="fast"):
     """One update, compiled (cached per config/recipe/backend). Same result as
-    `vdm_ref.train.train_step` on the same state, batch and key (to float32 round-off)."""
-    return _cached_step(config, recipe, backend)(state, batch, key)
+    `vdm_ref.train.train_step` on the same state, batch, key and progress (to float32 round-off)."""
+    return _cached_step(config, recipe, backend)(state, batch, key, jnp.asarray(progress, jnp.float32))
 
 
 @functools.lru_cache(maxsize=8)
@@ -209,8 +223,9 @@ def state_from_canonical(config, recipe: Recipe, arrays: dict, step: int):
 
 
 class TrainStep(NamedTuple):
-    """A ready-to-run step: `state` (placed), `step(state, batch, key) -> (state, metrics)` (a
-    non-finite step returns the state unchanged), `to_canonical(state)` (the checkpoint's NumPy
+    """A ready-to-run step: `state` (placed), `step(state, batch, key, progress=0.0) -> (state,
+    metrics)` (progress: p of the learning-rate decay; a non-finite step returns the state
+    unchanged), `to_canonical(state)` (the checkpoint's NumPy
     dicts) and `put_batch(host_batch)` (this process's rows -> the step's input)."""
 
     state: object
@@ -263,10 +278,10 @@ def reference_step(config, recipe: Recipe, params=None, arrays=None, start_step:
                  "opt": {"mu": f32(arrays["opt"]["mu"]), "nu": f32(arrays["opt"]["nu"]),
                          "count": jnp.asarray(arrays["opt"]["count"], jnp.int32)}}
     state["step"] = jnp.asarray(start_step, jnp.int32)
-    jitted = jax.jit(lambda s, b, k: ref_train.train_step(s, b, config, recipe, k))
+    jitted = jax.jit(lambda s, b, k, p: ref_train.train_step(s, b, config, recipe, k, p))
 
-    def step(s, b, k):
-        new, metrics = jitted(s, b, k)
+    def step(s, b, k, progress=0.0):
+        new, metrics = jitted(s, b, k, jnp.asarray(progress, jnp.float32))
         ok = bool(jnp.isfinite(metrics["loss"]) & jnp.isfinite(metrics["grad_norm"]))
         return (new if ok else s), metrics
 

@@ -220,6 +220,10 @@ class DiffusionConfig:
                              "expected values >= 0")
 
 
+#: Learning-rate decays after the warm-up (`vdm_ref.train.learning_rate_at`).
+LR_DECAYS = ("none", "cosine")
+
+
 def check_recipe(warmup_steps, grad_clip, adam_eps) -> None:
     """Raise ValueError unless warmup_steps >= 0, grad_clip >= 0 and adam_eps > 0 (the training
     recipe beyond Appendix A; `TrainConfig` and `vdm_ref.train.Recipe` both hold it)."""
@@ -242,7 +246,10 @@ class TrainConfig:
     - `hardware`: what Appendix A trained on (documentation only).
     - Not in Appendix A (the recipe of `vdm_ref.train.Recipe`, kept here so a preset carries
       it): `warmup_steps` of linear learning-rate warm-up, `grad_clip` (global L2 norm, 0:
-      off), `adam_eps`, `ema_warmup` (decay min(d, (1+n)/(10+n)) at update n).
+      off), `adam_eps`, `ema_warmup` (decay min(d, (1+n)/(10+n)) at update n), `lr_decay`
+      ('none', or 'cosine': η · ½(1 + cos πp) over the run's progress p, `vdm_ref.train`),
+      `loss_weight` ('none', or 'min_snr': Eq. 2 with w(λ) = min(SNR, `min_snr_gamma`),
+      `vdm_ref.losses.min_snr_weight`).
     """
 
     optimizer: str = "adam"
@@ -261,8 +268,16 @@ class TrainConfig:
     grad_clip: float = 1.0
     adam_eps: float = 1e-8
     ema_warmup: bool = True
+    lr_decay: str = "none"
+    loss_weight: str = "none"
+    min_snr_gamma: float = 5.0
 
     def __post_init__(self):
+        if self.lr_decay not in LR_DECAYS:
+            raise ValueError(f"lr_decay={self.lr_decay!r}: expected one of {LR_DECAYS}")
+        if self.loss_weight not in ("none", "min_snr"):
+            raise ValueError(f"loss_weight={self.loss_weight!r}: expected 'none' or 'min_snr'")
+        _positive("min_snr_gamma", self.min_snr_gamma)
         if self.optimizer != "adam":
             raise ValueError(f"optimizer={self.optimizer!r}: expected 'adam'")
         for name in ("beta1", "beta2", "ema_decay", "cond_dropout"):

@@ -3,13 +3,45 @@
 Sec. 2: "we use the ε-prediction parameterization ... and train ε_θ using a mean squared error in
 ε space with t sampled according to a cosine schedule"; some models use v-prediction [42].
 MSE in ε space is Eq. 2 with w(λ) = e^{λ} (α²/σ² ||x̂ − x||² = ||ε̂ − ε||²); in v space,
-w(λ) = e^{λ} + 1. An extra per-λ weight can multiply either.
+w(λ) = e^{λ} + 1. An extra per-λ weight can multiply either: `loss_weight` names the ones the
+training recipe offers ('none', or 'min_snr': Hang et al. 2023's Min-SNR-γ, `min_snr_weight`).
 """
 
 from ._array import namespace
 from .diffusion import forward_sample
 from .parameterization import target_from_x_eps
 from .schedule import LOGSNR_MAX, LOGSNR_MIN, logsnr_schedule_cosine
+
+
+LOSS_WEIGHTS = ("none", "min_snr")
+
+
+def min_snr_weight(logsnr, gamma=5.0, target="eps"):
+    """w'(λ) = min(e^λ, γ) / e^λ for ε, min(e^λ, γ) / (e^λ + 1) for v (Min-SNR-γ, Hang et al. 2023).
+
+    The extra factor that turns the target's implied weight (e^λ for ε, e^λ + 1 for v, see the
+    module docstring) into w(λ) = min(e^λ, γ) in Eq. 2: the x-space error of the nearly clean
+    steps (SNR > γ), whose gradients dominate and conflict with the noisy ones, is counted at
+    most γ times; the noisy steps (SNR ≤ γ) keep the weight they had with ε (factor 1).
+    Computed as min(1, γ e^{−λ}) for ε and σ² min(e^λ, γ) = min(e^λ, γ) sigmoid(−λ) for v.
+    """
+    xp = namespace(logsnr)
+    capped = xp.minimum(xp.exp(logsnr), xp.full_like(logsnr, gamma))
+    if target == "eps":
+        return xp.minimum(xp.ones_like(logsnr), gamma * xp.exp(-logsnr))
+    if target == "v":
+        return capped / (xp.exp(logsnr) + 1.0)
+    raise ValueError(f"target={target!r}: Min-SNR weights are defined for 'eps' and 'v'")
+
+
+def loss_weight_fn(name, gamma=5.0, target="eps"):
+    """The per-λ factor of `diffusion_loss` that `loss_weight` names: None for 'none',
+    λ -> `min_snr_weight`(λ, γ, target) for 'min_snr'."""
+    if name == "none":
+        return None
+    if name == "min_snr":
+        return lambda logsnr: min_snr_weight(logsnr, gamma, target)
+    raise ValueError(f"loss_weight={name!r}: expected one of {LOSS_WEIGHTS}")
 
 
 def per_example_mse(a, b):

@@ -9,6 +9,7 @@ Sec. 4.3.1) with the frame-kind mask and an optional condition c:
     L(θ) = mean_b ||f_θ(z_t, c, λ_t) − y||²,  z_t = α_t x + σ_t ε,  y = ε or v   (Eq. 2)
     g = ∇_θ L,  g ← g · min(1, c_max / ||g||)                      (global-norm clipping)
     θ ← AdamW(θ, g; η_n, β1, β2, ε, wd)                            (`adam_update`)
+    η_n = η · min(1, (n + 1) / warm-up) · D(p)     (`learning_rate_at`; D = 1 or ½(1 + cos πp))
     θ_ema ← d_n θ_ema + (1 − d_n) θ                                (`ema_update`)
 
 The parameters, the Adam moments and the EMA are plain nested dicts in the layout shared by
@@ -23,12 +24,13 @@ what the uninterrupted run drew.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from .configs import check_recipe
-from .losses import diffusion_loss
+from .configs import LR_DECAYS, check_recipe
+from .losses import diffusion_loss, loss_weight_fn
 
 STATE_KEYS = ("step", "params", "ema", "opt")
 
@@ -43,6 +45,9 @@ class Recipe:
     - `ema_warmup`: use d_n = min(d, (1 + n) / (10 + n)) instead of d for the n-th update, so a
       short run's EMA is not dominated by its random initialisation.
     - `decay_biases`: apply weight decay to every parameter (else only to weights of rank ≥ 2).
+    - `lr_decay`: 'none' (η after the warm-up) or 'cosine' (η · ½(1 + cos πp) at the run's
+      progress p ∈ [0, 1], which the caller passes to the step: the fraction of its steps or of
+      its time budget done, so a `--minutes` run decays to 0 when its time is up).
     """
 
     warmup_steps: int = 200
@@ -50,30 +55,51 @@ class Recipe:
     adam_eps: float = 1e-8
     ema_warmup: bool = True
     decay_biases: bool = False
+    lr_decay: str = "none"
 
     @classmethod
     def of(cls, train) -> "Recipe":
-        """The recipe a `TrainConfig` carries (its warmup_steps, grad_clip, adam_eps, ema_warmup)."""
+        """The recipe a `TrainConfig` carries (its warmup_steps, grad_clip, adam_eps, ema_warmup,
+        lr_decay)."""
         return cls(warmup_steps=train.warmup_steps, grad_clip=train.grad_clip,
-                   adam_eps=train.adam_eps, ema_warmup=train.ema_warmup)
+                   adam_eps=train.adam_eps, ema_warmup=train.ema_warmup, lr_decay=train.lr_decay)
 
     def __post_init__(self):
         check_recipe(self.warmup_steps, self.grad_clip, self.adam_eps)
+        if self.lr_decay not in LR_DECAYS:
+            raise ValueError(f"lr_decay={self.lr_decay!r}: expected one of {LR_DECAYS}")
 
 
 # ---------------------------------------------------------------------------------------------
 # Schedules
 
 
-def learning_rate_at(n, learning_rate, warmup_steps):
-    """η_n = η · min(1, (n + 1) / warmup_steps): linear warm-up over the first updates, then η.
+def learning_rate_at(n, learning_rate, warmup_steps, decay="none", progress=0.0):
+    """η_n = η · min(1, (n + 1) / warmup_steps) · D(p): linear warm-up over the first updates,
+    then η, times the decay D(p) = 1 ('none') or ½(1 + cos πp) ('cosine', `decay_factor`).
 
-    n: the 0-based update count (int or array). warmup_steps = 0 gives η throughout.
+    n: the 0-based update count (int or array). warmup_steps = 0 gives η throughout (times D).
+    progress: p ∈ [0, 1], the fraction of the run done (float or array; unused for 'none').
     """
+    rate = learning_rate * decay_factor(progress, decay) if decay != "none" else learning_rate
     if warmup_steps <= 0:
-        return learning_rate + 0.0 * n
+        return rate + 0.0 * n
     frac = (n + 1.0) / float(warmup_steps)
-    return learning_rate * (frac - (frac > 1.0) * (frac - 1.0))
+    return rate * (frac - (frac > 1.0) * (frac - 1.0))
+
+
+def decay_factor(progress, decay="cosine"):
+    """D(p) = ½(1 + cos πp) for 'cosine' (p clipped to [0, 1]: 1 at the start, 0 at the end), 1 for
+    'none'."""
+    if decay == "none":
+        return 1.0
+    if decay != "cosine":
+        raise ValueError(f"lr_decay={decay!r}: expected one of {LR_DECAYS}")
+    if isinstance(progress, (int, float)):
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, max(0.0, float(progress)))))
+    xp = _xp(progress)
+    p = xp.clip(progress, 0.0, 1.0)
+    return 0.5 * (1.0 + xp.cos(math.pi * p))
 
 
 def ema_decay_at(n, decay, warmup=True):
@@ -219,7 +245,8 @@ def batch_condition(batch):
 
 
 def loss_fn(params, config, batch, key, *, apply_fn=None, train=True):
-    """Eq. 2 on one batch: mean over examples of ||f_θ(z_t, c, λ_t) − y||², y = ε or v.
+    """Eq. 2 on one batch: mean over examples of w'(λ_t) ||f_θ(z_t, c, λ_t) − y||², y = ε or v,
+    w' = 1 or the Min-SNR factor (`config.train.loss_weight`, `vdm_ref.losses.loss_weight_fn`).
 
     params: the shared layout; config: a `Config`; batch: {"x": [B, F, H, W, C],
     "frame_mask": bool [B, F] or None, "label" | ("tokens", "token_mask")}; key: the step key.
@@ -238,9 +265,10 @@ def loss_fn(params, config, batch, key, *, apply_fn=None, train=True):
     def predict(z, logsnr):
         return apply_fn(params, u, z, logsnr, cond, frame_mask, dropout_rng=k_drop if train else None)
 
-    d = config.diffusion
+    d, tc = config.diffusion, config.train
     losses = diffusion_loss(predict, x, t, eps, target=u.target, logsnr_min=d.logsnr_min,
-                            logsnr_max=d.logsnr_max)
+                            logsnr_max=d.logsnr_max,
+                            weight_fn=loss_weight_fn(tc.loss_weight, tc.min_snr_gamma, u.target))
     return _xp(losses).mean(losses)
 
 
@@ -254,8 +282,9 @@ def init_train_state(config, params):
             "opt": init_opt_state(params)}
 
 
-def train_step(state, batch, config, recipe, key):
-    """One update (module docstring) with jax.grad over the reference loss. Returns
+def train_step(state, batch, config, recipe, key, progress=0.0):
+    """One update (module docstring) with jax.grad over the reference loss; `progress` is the
+    run's progress p of the learning-rate decay (`learning_rate_at`). Returns
     (new state, metrics {"loss", "grad_norm", "learning_rate", "ema_decay"}).
 
     Everything is the reference code on jax.numpy: slow, for tiny presets and for checking
@@ -267,7 +296,7 @@ def train_step(state, batch, config, recipe, key):
     loss, grads = jax.value_and_grad(loss_fn)(state["params"], config, batch, key)
     grads, norm = clip_by_global_norm(grads, recipe.grad_clip)
     n = state["opt"]["count"]
-    lr = learning_rate_at(n, tc.learning_rate, recipe.warmup_steps)
+    lr = learning_rate_at(n, tc.learning_rate, recipe.warmup_steps, recipe.lr_decay, progress)
     params, opt = adam_update(state["params"], grads, state["opt"], learning_rate=lr,
                               beta1=tc.beta1, beta2=tc.beta2, eps=recipe.adam_eps,
                               weight_decay=tc.weight_decay,

@@ -42,8 +42,8 @@ def _from_preset(field: str):
     value = getattr(section, field)
     shown = " ".join(map(str, value)) if isinstance(value, tuple) else str(value)
     metavar = {bool: "{True,False}", int: "INT", float: "FLOAT", str: "STR"}.get(type(value), "[INT [INT ...]]")
-    if field in ("target", "conditioning"):
-        metavar = "{eps,v}" if field == "target" else "{none,class,text}"
+    metavar = {"target": "{eps,v}", "conditioning": "{none,class,text}", "lr_decay": "{none,cosine}",
+               "loss_weight": "{none,min_snr}"}.get(field, metavar)
     return tyro.conf.arg(help_behavior_hint=f"(default: from --preset; {DEFAULT_PRESET}: {shown or '(none)'})",
                          metavar=metavar)
 
@@ -120,6 +120,14 @@ class Train:
     """EMA decay min(d, (1+n)/(10+n)) at update n, so short runs are not stuck near the initialisation."""
     adam_eps: Annotated[Optional[float], _from_preset('adam_eps')] = None
     """ε of Adam's denominator."""
+    lr_decay: Annotated[Optional[Literal["none", "cosine"]], _from_preset('lr_decay')] = None
+    """After the warm-up: none (constant η) or cosine (η·(1 + cos πp)/2, p the fraction of --steps or of
+    --minutes done, whichever is larger: the rate reaches 0 when the run ends)."""
+    loss_weight: Annotated[Optional[Literal["none", "min_snr"]], _from_preset('loss_weight')] = None
+    """Weighting of Eq. 2 over log-SNR: none (the target's own: ε or v MSE) or min_snr (Min-SNR-γ,
+    Hang et al. 2023: w(λ) = min(SNR, γ))."""
+    min_snr_gamma: Annotated[Optional[float], _from_preset('min_snr_gamma')] = None
+    """γ of --loss-weight min_snr."""
 
     # ---- Appendix A: network
     channels: Annotated[Optional[int], _from_preset('channels')] = None

@@ -48,13 +48,13 @@ def train(opts: TrainOptions) -> dict:
     is_main = jax.process_index() == 0  # multi-host: only process 0 writes (the run dir may be shared)
     mesh = check_options(opts, is_main)
     ds = make_dataset(opts.config, opts.data)
-    start_step, arrays = resume_point(opts) if opts.resume else (0, None)
+    start_step, arrays, meta = resume_point(opts) if opts.resume else (0, None, {})
     params = None if opts.resume else initial_params(opts, is_main)
     if is_main:
         prepare_run_dir(Path(opts.run_dir), resume=opts.resume, overwrite=opts.overwrite,
                         data_dir=opts.data.data_dir)
         write_marker(Path(opts.run_dir), opts, start_step)
-    run = _Run(opts, ds, mesh, start_step, arrays, params, is_main)
+    run = _Run(opts, ds, mesh, start_step, arrays, params, is_main, progress0=resumed_progress(opts, meta))
     with terminate_as_interrupt():
         return run.loop()
 
@@ -115,8 +115,8 @@ def initial_params(opts: TrainOptions, is_main: bool = True) -> dict:
     return params
 
 
-def resume_point(opts: TrainOptions) -> tuple[int, dict]:
-    """(step, canonical arrays) of the newest intact checkpoint of --run-dir; a corrupt newer one
+def resume_point(opts: TrainOptions) -> tuple[int, dict, dict]:
+    """(step, canonical arrays, metadata) of the newest intact checkpoint of --run-dir; a corrupt newer one
     is named on stderr and skipped. TrainError when none is intact or it belongs to another run."""
     from vdm_ref.network import param_shapes
 
@@ -137,7 +137,22 @@ def resume_point(opts: TrainOptions) -> tuple[int, dict]:
     if start_step >= opts.config.train.train_steps and opts.minutes is None:
         raise TrainError(f"--resume: {path} is at step {start_step}, already >= --steps "
                          f"{opts.config.train.train_steps}; raise --steps to train further")
-    return start_step, arrays
+    return start_step, arrays, meta
+
+
+def resumed_progress(opts: TrainOptions, meta: dict) -> float:
+    """p₀, where a resumed run's learning-rate decay starts: the `lr_progress` its checkpoint saved
+    when that run was stopped early (so an interrupted run continues its decay), 0 when it had
+    finished its budget (training on restarts at the full rate) or has no decay."""
+    if opts.recipe.lr_decay == "none":
+        return 0.0
+    p0 = float(meta.get("lr_progress", 0.0))
+    import jax
+
+    if p0 >= 1.0 and jax.process_index() == 0:
+        print(f"--lr-decay {opts.recipe.lr_decay}: the run being resumed finished its decay; this one "
+              "decays again from the full learning rate to the end of its own budget", file=sys.stderr)
+    return p0 if p0 < 1.0 else 0.0
 
 
 @contextlib.contextmanager
@@ -165,12 +180,13 @@ def terminate_as_interrupt():
 class _Run:
     """One training job after its checks: the state, the step, and what it writes."""
 
-    def __init__(self, opts: TrainOptions, ds, mesh, start_step: int, arrays, params, is_main: bool):
+    def __init__(self, opts: TrainOptions, ds, mesh, start_step: int, arrays, params, is_main: bool,
+                 progress0: float = 0.0):
         import jax
 
         from vdm_ref.network import flops
         self.opts, self.ds, self.is_main, self.start_step = opts, ds, is_main, start_step
-        self.run_dir = Path(opts.run_dir)
+        self.run_dir, self.progress0 = Path(opts.run_dir), progress0
         self.metrics_path = self.run_dir / "metrics.jsonl"
         u, tc = opts.config.unet, opts.config.train
         self.impl = make_step(opts.config, opts.recipe, backend=opts.backend, params=params, arrays=arrays,
@@ -186,12 +202,26 @@ class _Run:
     # ---- outputs
 
     def save(self, state, step: int, extra=None):
-        """Checkpoint `state` at `step` (every process gathers; process 0 writes)."""
+        """Checkpoint `state` at `step` (every process gathers; process 0 writes), with the
+        learning-rate decay's progress (`lr_progress`) for a resume."""
         arrays = self.impl.to_canonical(state)
         if not self.is_main:
             return None
+        extra = dict(extra or {}, lr_progress=self.progress(step))
         return ckpt.save_checkpoint(self.run_dir, step, arrays, run_metadata(self.opts, step, extra),
                                     keep=self.opts.keep_checkpoints)
+
+    def progress(self, step: int) -> float:
+        """p ∈ [0, 1] of the learning-rate decay (`vdm_ref.train.learning_rate_at`): p₀ + (1 − p₀)·f,
+        f the larger of the fraction of this run's steps done and of its --minutes elapsed (from
+        the start of the loop, compile included), so a --minutes run reaches p = 1 when its time
+        is up. p₀ is where a resumed run's decay stood (`resumed_progress`)."""
+        total = self.opts.config.train.train_steps - self.start_step
+        f = (step - self.start_step) / total if total > 0 else 1.0
+        if self.opts.minutes is not None and getattr(self, "t_start", None) is not None:
+            f = max(f, (time.perf_counter() - self.t_start) / (60.0 * self.opts.minutes))
+        f = min(1.0, max(0.0, f))
+        return self.progress0 + (1.0 - self.progress0) * f
 
     def samples(self, state, step: int) -> dict:
         """EMA preview samples (Eq. 4) written to samples/ and logged; {} when off or not process 0."""
@@ -237,7 +267,7 @@ class _Run:
 
         opts = self.opts
         peak = matmul_peak_flops(512, 5)  # the same process, the same moment: the achieved fraction means something
-        t_start = time.perf_counter()
+        t_start = self.t_start = time.perf_counter()
         deadline = None if opts.minutes is None else t_start + 60.0 * opts.minutes
         state, step, compile_s, last_sample = self.impl.state, self.start_step, None, {}
         progress = _Progress(self, deadline)
@@ -246,7 +276,8 @@ class _Run:
             while step < opts.config.train.train_steps and (deadline is None or time.perf_counter() < deadline):
                 t_step = time.perf_counter()
                 # on a non-finite loss the step returns the state unchanged
-                state, m = self.impl.step(state, self.impl.put_batch(prefetch.get(step)), step_key(opts.seed, step))
+                state, m = self.impl.step(state, self.impl.put_batch(prefetch.get(step)), step_key(opts.seed, step),
+                                          self.progress(step))
                 loss, grad_norm = float(m["loss"]), float(m["grad_norm"])
                 if compile_s is None:
                     compile_s = time.perf_counter() - t_step

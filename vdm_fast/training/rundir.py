@@ -28,7 +28,7 @@ import numpy as np
 
 from vdm_ref.configs import config_from_dict, config_to_dict
 from vdm_ref.support import checkpoint as ckpt
-from vdm_ref.train import recipe_dict
+from vdm_ref.train import Recipe, recipe_dict
 
 from .errors import TrainError
 
@@ -205,7 +205,12 @@ def check_resume_compatible(meta: dict, opts, path) -> None:
         pass  # compared as stored: the differences name what does not fit
     diffs = ckpt.config_differences(saved, config_to_dict(opts.config))
     diffs = [d for d in diffs if not d.startswith(("train.train_steps", "diffusion.gamma", "notes"))]
-    diffs += ckpt.config_differences(meta.get("recipe", {}), recipe_dict(opts.recipe), "recipe.")
+    saved_recipe = meta.get("recipe", {})
+    try:  # fields the checkpoint predates take their defaults
+        saved_recipe = recipe_dict(Recipe(**saved_recipe))
+    except (TypeError, ValueError):
+        pass  # compared as stored
+    diffs += ckpt.config_differences(saved_recipe, recipe_dict(opts.recipe), "recipe.")
     if meta.get("seed") != opts.seed:
         diffs.append(f"seed: {meta.get('seed')!r} (checkpoint) vs {opts.seed!r} (now)")
     if diffs:
