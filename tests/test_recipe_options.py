@@ -128,3 +128,15 @@ def test_a_resumed_run_continues_an_unfinished_decay_and_restarts_a_finished_one
     assert resumed_progress(opts, {"lr_progress": 1.0}) == 0.0
     assert "decays again from the full learning rate" in capsys.readouterr().err
     assert resumed_progress(Train().options(), {"lr_progress": 0.4}) == 0.0  # no decay: nothing to continue
+
+
+def test_the_flags_reach_the_configuration():
+    import tyro
+
+    opts = tyro.cli(Train, args=["--loss-weight", "min_snr", "--min-snr-gamma", "2", "--lr-decay", "cosine",
+                                 "--temporal-position", "shaw"]).options()
+    tc = opts.config.train
+    assert (tc.loss_weight, tc.min_snr_gamma, tc.lr_decay) == ("min_snr", 2.0, "cosine")
+    assert opts.recipe.lr_decay == "cosine" and opts.config.unet.temporal_position == "shaw"
+    with pytest.raises(SystemExit):
+        tyro.cli(Train, args=["--lr-decay", "linear"])

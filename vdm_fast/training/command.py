@@ -43,7 +43,7 @@ def _from_preset(field: str):
     shown = " ".join(map(str, value)) if isinstance(value, tuple) else str(value)
     metavar = {bool: "{True,False}", int: "INT", float: "FLOAT", str: "STR"}.get(type(value), "[INT [INT ...]]")
     metavar = {"target": "{eps,v}", "conditioning": "{none,class,text}", "lr_decay": "{none,cosine}",
-               "loss_weight": "{none,min_snr}"}.get(field, metavar)
+               "loss_weight": "{none,min_snr}", "temporal_position": "{bias,shaw}"}.get(field, metavar)
     return tyro.conf.arg(help_behavior_hint=f"(default: from --preset; {DEFAULT_PRESET}: {shown or '(none)'})",
                          metavar=metavar)
 
@@ -140,6 +140,9 @@ class Train:
     """[Attention resolutions] levels (by spatial size) with spatial + temporal attention."""
     head_dim: Annotated[Optional[int], _from_preset('head_dim')] = None
     """[Attention head dimension]."""
+    temporal_position: Annotated[Optional[Literal["bias", "shaw"]], _from_preset('temporal_position')] = None
+    """Relative positions in temporal attention: bias (a learned scalar per head and distance, T5-style)
+    or shaw (Sec. 3's [45], Shaw et al. 2018: learned vectors added to keys and values)."""
     emb_dim: Annotated[Optional[int], _from_preset('emb_dim')] = None
     """[Conditioning embedding dimension]."""
     emb_mlp_layers: Annotated[Optional[int], _from_preset('emb_mlp_layers')] = None
