@@ -225,6 +225,18 @@ def _weight(logsnr):
     return 1 + xp.exp(-xp.abs(logsnr))
 
 
+@covers("min_snr_weight", "loss_weight_fn")
+@given(st.lists(st.floats(-20.0, 20.0), min_size=B, max_size=B).map(np.array), st.sampled_from(["eps", "v"]),
+       st.sampled_from([1.0, 5.0]))
+def test_min_snr_weight_agrees(logsnr, target, gamma):
+    (lam,) = f32(logsnr)
+    want = RL.min_snr_weight(lam, gamma, target)
+    # exp(±λ) in float32 is accurate to a few u relative; a capped value is exact or a ratio of two.
+    check(FL.min_snr_weight(lam, gamma, target), want, 8 * EPS32 * want, f"min_snr_weight {target}")
+    check(FL.loss_weight_fn("min_snr", gamma, target)(lam), want, 8 * EPS32 * want, "loss_weight_fn")
+    assert FL.loss_weight_fn("none") is None and RL.loss_weight_fn("none") is None
+
+
 @covers("per_example_mse", "diffusion_loss")
 @given(seeds, st.lists(st.floats(0.0, 1.0), min_size=B, max_size=B).map(np.array),
        st.sampled_from(["eps", "v"]))
