@@ -222,6 +222,8 @@ class DiffusionConfig:
 
 #: Learning-rate decays after the warm-up (`vdm_ref.train.learning_rate_at`).
 LR_DECAYS = ("none", "cosine")
+#: Weightings of Eq. 2 over log-SNR (`vdm_ref.losses.loss_weight_fn`).
+LOSS_WEIGHTS = ("none", "min_snr")
 
 
 def check_recipe(warmup_steps, grad_clip, adam_eps) -> None:
@@ -275,8 +277,8 @@ class TrainConfig:
     def __post_init__(self):
         if self.lr_decay not in LR_DECAYS:
             raise ValueError(f"lr_decay={self.lr_decay!r}: expected one of {LR_DECAYS}")
-        if self.loss_weight not in ("none", "min_snr"):
-            raise ValueError(f"loss_weight={self.loss_weight!r}: expected 'none' or 'min_snr'")
+        if self.loss_weight not in LOSS_WEIGHTS:
+            raise ValueError(f"loss_weight={self.loss_weight!r}: expected one of {LOSS_WEIGHTS}")
         _positive("min_snr_gamma", self.min_snr_gamma)
         if self.optimizer != "adam":
             raise ValueError(f"optimizer={self.optimizer!r}: expected 'adam'")

@@ -8,12 +8,10 @@ training recipe offers ('none', or 'min_snr': Hang et al. 2023's Min-SNR-γ, `mi
 """
 
 from ._array import namespace
+from .configs import LOSS_WEIGHTS
 from .diffusion import forward_sample
 from .parameterization import target_from_x_eps
 from .schedule import LOGSNR_MAX, LOGSNR_MIN, logsnr_schedule_cosine
-
-
-LOSS_WEIGHTS = ("none", "min_snr")
 
 
 def min_snr_weight(logsnr, gamma=5.0, target="eps"):
