@@ -57,6 +57,7 @@ from vdm_ref.train import (  # noqa: F401  (small tree/scalar maths reused as is
     step_randomness,
 )
 
+from vdm_fast import compile_options
 from vdm_fast import sharding as shd
 from vdm_fast.backend import BACKENDS, network_apply  # noqa: F401  (the one backend switch)
 
@@ -163,10 +164,10 @@ def make_train_step(config, recipe: Recipe, *, backend="fast", state_sharding=No
     fn = functools.partial(_step, config=config, recipe=recipe, backend=backend,
                            compute_dtype=compute_dtype, remat=remat)
     if state_sharding is None:
-        return _with_progress(jax.jit(fn, donate_argnums=(0,)))
+        return _with_progress(compile_options.jit(fn, donate_argnums=(0,)))
     mesh = jax.tree.leaves(batch_sharding)[0].mesh
     replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-    return _with_progress(jax.jit(fn, donate_argnums=(0,),
+    return _with_progress(compile_options.jit(fn, donate_argnums=(0,),
                                   in_shardings=(state_sharding, batch_sharding, replicated, replicated),
                                   out_shardings=(state_sharding, replicated)))
 
@@ -188,7 +189,7 @@ def train_step(state, batch, config, recipe: Recipe, key, progress=0.0, *, backe
 
 @functools.lru_cache(maxsize=8)
 def _cached_step(config, recipe, backend):
-    return jax.jit(functools.partial(_step, config=config, recipe=recipe, backend=backend))
+    return compile_options.jit(functools.partial(_step, config=config, recipe=recipe, backend=backend))
 
 
 def state_to_canonical(state) -> dict:

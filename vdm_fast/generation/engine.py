@@ -30,6 +30,7 @@ reference samplers, so both backends sample the same video from the same key.
 from __future__ import annotations
 
 import contextlib
+import functools
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -38,6 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vdm_fast.compile_options import compiler_options
 from vdm_fast.inputs import null_condition
 from vdm_ref.conditioning import REPLACEMENTS
 from vdm_ref.samplers import LANGEVIN_DELTA
@@ -339,14 +341,19 @@ class _NoBackward(eqx.Module):
         return x_hat, lambda g: jnp.zeros_like(g)
 
 
-@eqx.filter_jit
 def _call(fn, z, logsnr):
     return fn(z, logsnr)
 
 
+@functools.cache
+def _compiled_call():
+    return eqx.filter_jit(_call, compiler_options=compiler_options())
+
+
 def _jit_call(fn):
     """The network evaluation compiled (the reference loop around it stays Python)."""
-    return lambda z, logsnr: _call(fn, z, logsnr)
+    compiled = _compiled_call()
+    return lambda z, logsnr: compiled(fn, z, logsnr)
 
 
 class _Counting:

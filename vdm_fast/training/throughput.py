@@ -18,6 +18,7 @@ import time
 
 import numpy as np
 
+from vdm_fast.compile_options import compiler_options
 from vdm_fast.measure import matmul_peak_flops
 
 
@@ -60,7 +61,8 @@ def measure(config, recipe=None, *, steps: int = 10, warmup: int = 2, data_paral
             "frames": f"{u.frames}+{tc.image_frames}", "image_size": u.image_size,
             "seconds_per_step": dt, "steps_per_s": 1 / dt, "examples_per_s": tc.batch_size / dt,
             "flops_per_example": per_example, "flops_per_s": tc.batch_size * per_example / dt,
-            "compile_s": compile_s, "devices": mesh.size, "compute_dtype": compute_dtype or "float32"}
+            "compile_s": compile_s, "devices": mesh.size, "compute_dtype": compute_dtype or "float32",
+            "compiler_options": compiler_options()}
 
 
 def main(argv=None) -> None:

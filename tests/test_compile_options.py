@@ -1,0 +1,52 @@
+"""vdm_fast.compile_options: the XLA options of the compiled step and sampling loops (issue 14)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from vdm_fast import compile_options as co
+
+
+def test_cpu_gets_the_options_and_the_switches_turn_them_off(monkeypatch):
+    monkeypatch.delenv(co.ENV_VAR, raising=False)
+    monkeypatch.setenv("XLA_FLAGS", "")
+    assert jax.default_backend() == "cpu"
+    assert co.compiler_options() == co.CPU_OPTIONS
+    monkeypatch.setenv(co.ENV_VAR, "default")
+    assert co.compiler_options() is None
+    monkeypatch.setenv(co.ENV_VAR, "ours")
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_experimental_ynn_fusion_type=dot")
+    assert co.compiler_options() is None  # the user's own flag wins
+    monkeypatch.setenv(co.ENV_VAR, "fast")
+    with pytest.raises(ValueError, match="VDM_XLA_CPU_OPTIONS='fast'"):
+        co.compiler_options()
+
+
+def test_an_xla_without_the_option_compiles_with_defaults(monkeypatch):
+    monkeypatch.delenv(co.ENV_VAR, raising=False)
+    monkeypatch.setenv("XLA_FLAGS", "")
+    monkeypatch.setattr(co, "CPU_OPTIONS", {"xla_cpu_no_such_option_here": "1"})
+    co._supported.cache_clear()
+    try:
+        assert co.compiler_options() is None
+    finally:
+        co._supported.cache_clear()
+
+
+def test_jit_with_the_options_computes_the_same_convolution_gradient(monkeypatch):
+    monkeypatch.delenv(co.ENV_VAR, raising=False)
+    monkeypatch.setenv("XLA_FLAGS", "")
+
+    def loss(x, w):
+        y = jax.lax.conv_general_dilated(x, w, (1, 1), ((1, 1), (1, 1)),
+                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        return jnp.sum(jnp.sin(y))
+
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(4, 8, 8, 16)), jnp.float32)
+    w = jnp.asarray(rng.normal(size=(3, 3, 16, 8)) * 0.1, jnp.float32)
+    ours = co.jit(jax.grad(loss, argnums=(0, 1)))(x, w)
+    plain = jax.jit(jax.grad(loss, argnums=(0, 1)))(x, w)
+    for a, b in zip(ours, plain):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5)
