@@ -1,5 +1,8 @@
 """vdm_fast.compile_options: the XLA options of the compiled step and sampling loops (issue 14)."""
 
+import json
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -50,3 +53,17 @@ def test_jit_with_the_options_computes_the_same_convolution_gradient(monkeypatch
     plain = jax.jit(jax.grad(loss, argnums=(0, 1)))(x, w)
     for a, b in zip(ours, plain):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5)
+
+
+def test_throughput_compares_both_settings_in_one_process(capsys, monkeypatch):
+    from vdm_fast.training.throughput import main
+
+    monkeypatch.delenv(co.ENV_VAR, raising=False)
+    monkeypatch.setenv("XLA_FLAGS", "")
+    main(["--preset", "tiny", "--steps", "1", "--xla-options", "both"])
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r.get("xla_options") for r in rows[:2]] == ["default", "ours"]
+    assert rows[0]["compiler_options"] is None and rows[1]["compiler_options"] == co.CPU_OPTIONS
+    ratio = rows[2]["step_time_ratio_default_over_ours"]
+    assert ratio == rows[0]["seconds_per_step"] / rows[1]["seconds_per_step"] > 0
+    assert co.ENV_VAR not in os.environ  # restored

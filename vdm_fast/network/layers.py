@@ -109,13 +109,22 @@ class GroupNorm(eqx.Module):
         return {"scale": self.scale, "offset": self.offset}
 
     def __call__(self, x: Float[Array, "b t h w c"]) -> Float[Array, "b t h w c"]:
-        b, t, h, w, c = x.shape
-        xg = x.reshape(b, t, h * w, self.groups, c // self.groups)
-        xg = xg.astype(jnp.promote_types(x.dtype, jnp.float32))
-        mean = jnp.mean(xg, axis=(2, 4), keepdims=True)
-        var = jnp.mean(jnp.square(xg - mean), axis=(2, 4), keepdims=True)
-        xn = ((xg - mean) * jax.lax.rsqrt(var + self.eps)).reshape(x.shape).astype(x.dtype)
+        xf = x.astype(jnp.promote_types(x.dtype, jnp.float32))
+        mean = self._group_mean(xf)
+        centred = xf - mean
+        var = self._group_mean(jnp.square(centred))
+        xn = (centred * jax.lax.rsqrt(var + self.eps)).astype(x.dtype)
         return xn * _bias(self.scale, xn) + _bias(self.offset, xn)
+
+    def _group_mean(self, a):
+        """The mean over H, W and each group's channels, broadcast back to every channel:
+        [B, T, H, W, C] -> [B, T, 1, 1, C]. Reduced over H, W per channel first (channels stay
+        innermost), then over the group: the same value as one mean over the group's elements,
+        faster on the CPU than reducing a [.., H·W, groups, C/groups] view (docs/benchmarks.md)."""
+        b, t, _, _, c = a.shape
+        per_channel = jnp.mean(a, axis=(2, 3)).reshape(b, t, self.groups, c // self.groups)
+        per_group = jnp.mean(per_channel, axis=-1, keepdims=True)
+        return jnp.broadcast_to(per_group, per_channel.shape).reshape(b, t, 1, 1, c)
 
 
 class BlockContext(NamedTuple):

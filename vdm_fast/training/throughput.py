@@ -2,6 +2,10 @@
 peak measured in the same process.
 
     python -m vdm_fast.training.throughput --preset mnist-small --steps 10
+    python -m vdm_fast.training.throughput --preset mnist-small --steps 10 --xla-options both --repeats 3
+
+(the second alternates XLA's default CPU options and the project's, `vdm_fast.compile_options`, in
+one process and prints the median row of each and their step-time ratio).
 
 FLOPs per example are 3 × the forward FLOPs of `vdm_ref.network.flops` (forward + backward ≈ 3
 forward passes) at frames + image frames; the matmul peak is the best of several float32
@@ -78,16 +82,57 @@ def main(argv=None) -> None:
     p.add_argument("--overrides", default="{}", help="JSON of hyperparameter overrides")
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--name", default=None, help="label of the row")
+    p.add_argument("--xla-options", choices=("ours", "default", "both"), default="ours",
+                   help="the project's XLA CPU options (vdm_fast.compile_options), XLA's defaults, "
+                        "or both alternated --repeats times in this process (prints the ratio)")
+    p.add_argument("--repeats", type=int, default=1, help="measurements per setting (median)")
     args = p.parse_args(argv)
     config = resolve_config(args.preset, json.loads(args.overrides))
-    peak = matmul_peak_flops()
-    r = measure(config, steps=args.steps)
-    peak_after = matmul_peak_flops()
-    r.update(name=args.name or args.preset, matmul_peak_flops=max(peak, peak_after),
+    settings = ("default", "ours") if args.xla_options == "both" else (args.xla_options,)
+    runs = {s: [] for s in settings}
+    for _ in range(args.repeats):
+        for setting in settings:
+            runs[setting].append(_measure_row(config, args, setting))
+    rows = {s: _median_row(rs) for s, rs in runs.items()}
+    for row in rows.values():
+        print(json.dumps(row))
+    if len(rows) == 2:
+        print(json.dumps({"step_time_ratio_default_over_ours": rows["default"]["seconds_per_step"]
+                          / rows["ours"]["seconds_per_step"],
+                          "steps": args.steps, "repeats": args.repeats}))
+
+
+def _measure_row(config, args, setting: str) -> dict:
+    """One `measure` with VDM_XLA_CPU_OPTIONS=setting, bracketed by matmul peaks."""
+    import jax
+
+    from vdm_fast.compile_options import ENV_VAR
+
+    previous = os.environ.get(ENV_VAR)
+    os.environ[ENV_VAR] = setting
+    try:
+        peak = matmul_peak_flops()
+        r = measure(config, steps=args.steps)
+        peak_after = matmul_peak_flops()
+    finally:
+        if previous is None:
+            os.environ.pop(ENV_VAR)
+        else:
+            os.environ[ENV_VAR] = previous
+    r.update(name=args.name or args.preset, xla_options=setting,
+             matmul_peak_flops=max(peak, peak_after),
              fraction_of_peak=r["flops_per_s"] / max(peak, peak_after), load_average=os.getloadavg(),
              cpu=platform.processor() or platform.machine(), cores=os.cpu_count(),
              device=str(jax.devices()[0].device_kind), date=time.strftime("%Y-%m-%d"))
-    print(json.dumps(r))
+    return r
+
+
+def _median_row(rows: list[dict]) -> dict:
+    """The row of median seconds per step, with every measurement's seconds listed."""
+    ordered = sorted(rows, key=lambda r: r["seconds_per_step"])
+    row = dict(ordered[(len(ordered) - 1) // 2])
+    row["seconds_per_step_all"] = [r["seconds_per_step"] for r in rows]
+    return row
 
 
 if __name__ == "__main__":
