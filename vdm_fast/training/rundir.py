@@ -215,8 +215,8 @@ def check_resume_compatible(meta: dict, opts, path) -> None:
         diffs.append(f"seed: {meta.get('seed')!r} (checkpoint) vs {opts.seed!r} (now)")
     if diffs:
         raise TrainError(f"checkpoint {path} was made with another configuration, so resuming would not "
-                         f"continue the same run ({'; '.join(diffs)}); drop the flags that differ or start "
-                         "a new --run-dir")
+                         f"continue the same run ({'; '.join(diffs)}); give the flags the checkpoint's values "
+                         "(a preset's defaults may have changed since it was made) or start a new --run-dir")
 
 
 # ---------------------------------------------------------------------------------------------
