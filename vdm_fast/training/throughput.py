@@ -73,8 +73,6 @@ def main(argv=None) -> None:
     """Print the throughput of a preset (with optional overrides as JSON) and the matmul peak."""
     import argparse
 
-    import jax
-
     from .options import resolve_config
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
