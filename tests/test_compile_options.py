@@ -67,3 +67,18 @@ def test_throughput_compares_both_settings_in_one_process(capsys, monkeypatch):
     ratio = rows[2]["step_time_ratio_default_over_ours"]
     assert ratio == rows[0]["seconds_per_step"] / rows[1]["seconds_per_step"] > 0
     assert co.ENV_VAR not in os.environ  # restored
+
+
+def test_the_sampling_loop_also_runs_inside_a_callers_jit(monkeypatch):
+    """JAX refuses compiler options on a nested jit: inside a trace the plain loop runs."""
+    from vdm_fast.samplers import sample_ancestral
+
+    monkeypatch.delenv(co.ENV_VAR, raising=False)
+    monkeypatch.setenv("XLA_FLAGS", "")
+    grid = jnp.linspace(-5.0, 5.0, 4)
+
+    def draw(z):
+        return sample_ancestral(lambda z, lam: 0.5 * z, z, grid, jax.random.PRNGKey(0), gamma=0.1)
+
+    z = jnp.ones((2, 3))
+    np.testing.assert_allclose(np.asarray(jax.jit(draw)(z)), np.asarray(draw(z)), rtol=1e-5, atol=1e-6)

@@ -116,7 +116,7 @@ def test_a_resumed_run_continues_an_unfinished_decay_and_restarts_a_finished_one
     assert resumed_progress(opts, {}) == 0.0
     assert resumed_progress(opts, {"lr_progress": 1.0}) == 0.0
     assert "decays again from the full learning rate" in capsys.readouterr().err
-    assert resumed_progress(Train().options(), {"lr_progress": 0.4}) == 0.0  # no decay: nothing to continue
+    assert resumed_progress(Train(lr_decay="none").options(), {"lr_progress": 0.4}) == 0.0  # no decay: nothing to continue
 
 
 def test_the_flags_reach_the_configuration():

@@ -26,7 +26,7 @@ import os
 
 import jax
 
-__all__ = ["CPU_OPTIONS", "ENV_VAR", "compiler_options", "jit"]
+__all__ = ["CPU_OPTIONS", "ENV_VAR", "compiler_options", "jit", "traced"]
 
 CPU_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type":
                "LIBRARY_FUSION_TYPE_DOT,LIBRARY_FUSION_TYPE_REDUCE"}
@@ -63,3 +63,10 @@ def jit(fun, **kwargs):
     options = compiler_options()
     return jax.jit(fun, **kwargs) if options is None else jax.jit(
         fun, compiler_options=options, **kwargs)
+
+
+def traced(*trees) -> bool:
+    """True when any array leaf of `trees` is a tracer: the call is inside another transformation
+    (e.g. the caller's own `jax.jit`), where JAX refuses `compiler_options` on a nested jit, so
+    the callers here then use their plain compiled function."""
+    return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(trees))

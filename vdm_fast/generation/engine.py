@@ -39,7 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vdm_fast.compile_options import compiler_options
+from vdm_fast.compile_options import compiler_options, traced
 from vdm_fast.inputs import null_condition
 from vdm_ref.conditioning import REPLACEMENTS
 from vdm_ref.samplers import LANGEVIN_DELTA
@@ -345,6 +345,9 @@ def _call(fn, z, logsnr):
     return fn(z, logsnr)
 
 
+_plain_call = eqx.filter_jit(_call)
+
+
 @functools.cache
 def _compiled_call():
     return eqx.filter_jit(_call, compiler_options=compiler_options())
@@ -352,8 +355,10 @@ def _compiled_call():
 
 def _jit_call(fn):
     """The network evaluation compiled (the reference loop around it stays Python)."""
-    compiled = _compiled_call()
-    return lambda z, logsnr: compiled(fn, z, logsnr)
+    def call(z, logsnr):  # inside another trace (e.g. a vjp under jit) without the options
+        return (_plain_call if traced(fn, z, logsnr) else _compiled_call())(fn, z, logsnr)
+
+    return call
 
 
 class _Counting:
