@@ -17,6 +17,8 @@ through the XLA_FLAGS environment variable, so:
   with its defaults instead of failing;
 - a user's own XLA_FLAGS naming `ynn_fusion_type` win, and `VDM_XLA_CPU_OPTIONS=default` turns
   ours off (what the benchmarks use to measure the difference in one command).
+- JAX refuses options on a jit nested in another trace, so the sampling loop and the engine's
+  network call, when called inside a caller's own `jax.jit` (`traced`), compile without them.
 """
 
 from __future__ import annotations
