@@ -1,4 +1,7 @@
-"""vdm_fast.compile_options: the XLA options of the compiled step and sampling loops (issue 14)."""
+"""vdm_fast.compile_options: the XLA options of the compiled step and sampling loops (issue 14).
+
+XLA_FLAGS is left as conftest sets it (it must hold when the backend starts: the sharding tests
+need its host device count), and only extended where a test needs the user's own flag."""
 
 import json
 import os
@@ -13,13 +16,12 @@ from vdm_fast import compile_options as co
 
 def test_cpu_gets_the_options_and_the_switches_turn_them_off(monkeypatch):
     monkeypatch.delenv(co.ENV_VAR, raising=False)
-    monkeypatch.setenv("XLA_FLAGS", "")
     assert jax.default_backend() == "cpu"
     assert co.compiler_options() == co.CPU_OPTIONS
     monkeypatch.setenv(co.ENV_VAR, "default")
     assert co.compiler_options() is None
     monkeypatch.setenv(co.ENV_VAR, "ours")
-    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_experimental_ynn_fusion_type=dot")
+    monkeypatch.setenv("XLA_FLAGS", os.environ.get("XLA_FLAGS", "") + " --xla_cpu_experimental_ynn_fusion_type=dot")
     assert co.compiler_options() is None  # the user's own flag wins
     monkeypatch.setenv(co.ENV_VAR, "fast")
     with pytest.raises(ValueError, match="VDM_XLA_CPU_OPTIONS='fast'"):
@@ -28,7 +30,6 @@ def test_cpu_gets_the_options_and_the_switches_turn_them_off(monkeypatch):
 
 def test_an_xla_without_the_option_compiles_with_defaults(monkeypatch):
     monkeypatch.delenv(co.ENV_VAR, raising=False)
-    monkeypatch.setenv("XLA_FLAGS", "")
     monkeypatch.setattr(co, "CPU_OPTIONS", {"xla_cpu_no_such_option_here": "1"})
     co._supported.cache_clear()
     try:
@@ -39,7 +40,6 @@ def test_an_xla_without_the_option_compiles_with_defaults(monkeypatch):
 
 def test_jit_with_the_options_computes_the_same_convolution_gradient(monkeypatch):
     monkeypatch.delenv(co.ENV_VAR, raising=False)
-    monkeypatch.setenv("XLA_FLAGS", "")
 
     def loss(x, w):
         y = jax.lax.conv_general_dilated(x, w, (1, 1), ((1, 1), (1, 1)),
@@ -59,7 +59,6 @@ def test_throughput_compares_both_settings_in_one_process(capsys, monkeypatch):
     from vdm_fast.training.throughput import main
 
     monkeypatch.delenv(co.ENV_VAR, raising=False)
-    monkeypatch.setenv("XLA_FLAGS", "")
     main(["--preset", "tiny", "--steps", "1", "--xla-options", "both"])
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r.get("xla_options") for r in rows[:2]] == ["default", "ours"]
@@ -74,7 +73,6 @@ def test_the_sampling_loop_also_runs_inside_a_callers_jit(monkeypatch):
     from vdm_fast.samplers import sample_ancestral
 
     monkeypatch.delenv(co.ENV_VAR, raising=False)
-    monkeypatch.setenv("XLA_FLAGS", "")
     grid = jnp.linspace(-5.0, 5.0, 4)
 
     def draw(z):

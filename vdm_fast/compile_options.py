@@ -26,9 +26,10 @@ from __future__ import annotations
 import functools
 import os
 
+import equinox as eqx
 import jax
 
-__all__ = ["CPU_OPTIONS", "ENV_VAR", "compiler_options", "jit", "traced"]
+__all__ = ["CPU_OPTIONS", "ENV_VAR", "compiler_options", "filter_jit", "jit", "traced"]
 
 CPU_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type":
                "LIBRARY_FUSION_TYPE_DOT,LIBRARY_FUSION_TYPE_REDUCE"}
@@ -72,3 +73,18 @@ def traced(*trees) -> bool:
     (e.g. the caller's own `jax.jit`), where JAX refuses `compiler_options` on a nested jit, so
     the callers here then use their plain compiled function."""
     return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(trees))
+
+
+def filter_jit(fun):
+    """`eqx.filter_jit(fun)` with `compiler_options()` (decided at the first call outside a trace),
+    or without them when called inside another trace (`traced`)."""
+    plain = eqx.filter_jit(fun)
+
+    @functools.cache
+    def optioned():
+        return eqx.filter_jit(fun, compiler_options=compiler_options())
+
+    def call(*args, **kwargs):
+        return (plain if traced(args, kwargs) else optioned())(*args, **kwargs)
+
+    return call

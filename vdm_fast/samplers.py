@@ -35,7 +35,6 @@ returns once the samples are ready (it waits for the last report).
 import functools
 import itertools
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jax import lax
@@ -43,7 +42,7 @@ from jax import lax
 from vdm_ref import samplers as _ref
 from vdm_ref.samplers import LANGEVIN_DELTA
 
-from .compile_options import compiler_options, traced
+from .compile_options import filter_jit
 from .parameterization import eps_from_x
 from .schedule import DTYPE, _float32
 
@@ -201,18 +200,7 @@ def _loop(denoise_fn, z, logsnrs, noise, corrector_noise, gamma, delta, replace_
     return lax.fori_loop(0, evals, body, z)
 
 
-_plain_loop = eqx.filter_jit(_loop)
-
-
-@functools.cache
-def _optioned_loop():
-    return eqx.filter_jit(_loop, compiler_options=compiler_options())
-
-
-def _compiled_loop(*inputs):
-    """`_loop` under `eqx.filter_jit` with the project's XLA options (`compile_options`), or
-    without them when called inside another trace (JAX refuses options on a nested jit)."""
-    return _plain_loop if traced(*inputs) else _optioned_loop()
+_compiled_loop = filter_jit(_loop)
 
 
 def reverse_process(denoise_fn, z, logsnrs, noise, corrector_noise=None, *, gamma=0.0,
@@ -231,8 +219,7 @@ def reverse_process(denoise_fn, z, logsnrs, noise, corrector_noise=None, *, gamm
         corrector_noise = _check_source("corrector_noise", corrector_noise, steps - 1, z)
     if update_mask is not None:
         update_mask = _float32(update_mask)
-    loop = _compiled_loop(denoise_fn, z, logsnrs, noise, corrector_noise, update_mask, gamma, delta)
-    return _run(loop, progress, progress_every, denoise_fn, z, logsnrs, noise,
+    return _run(_compiled_loop, progress, progress_every, denoise_fn, z, logsnrs, noise,
                 corrector_noise, _float32(gamma), _float32(delta), replace_fn, update_mask)
 
 

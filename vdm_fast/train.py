@@ -225,7 +225,8 @@ def state_from_canonical(config, recipe: Recipe, arrays: dict, step: int):
 class TrainStep(NamedTuple):
     """A ready-to-run step: `state` (placed), `step(state, batch, key, progress=0.0) -> (state,
     metrics)` (progress: p of the learning-rate decay; a non-finite step returns the state
-    unchanged), `to_canonical(state)` (the checkpoint's NumPy dicts) and `put_batch(host_batch)` (this process's rows -> the step's input)."""
+    unchanged), `to_canonical(state)` (the checkpoint's NumPy dicts) and `put_batch(host_batch)`
+    (this process's rows -> the step's input)."""
 
     state: object
     step: Callable

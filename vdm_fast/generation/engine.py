@@ -30,7 +30,6 @@ reference samplers, so both backends sample the same video from the same key.
 from __future__ import annotations
 
 import contextlib
-import functools
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -39,7 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vdm_fast.compile_options import compiler_options, traced
+from vdm_fast.compile_options import filter_jit
 from vdm_fast.inputs import null_condition
 from vdm_ref.conditioning import REPLACEMENTS
 from vdm_ref.samplers import LANGEVIN_DELTA
@@ -345,20 +344,12 @@ def _call(fn, z, logsnr):
     return fn(z, logsnr)
 
 
-_plain_call = eqx.filter_jit(_call)
-
-
-@functools.cache
-def _compiled_call():
-    return eqx.filter_jit(_call, compiler_options=compiler_options())
+_compiled_call = filter_jit(_call)
 
 
 def _jit_call(fn):
     """The network evaluation compiled (the reference loop around it stays Python)."""
-    def call(z, logsnr):  # inside another trace (e.g. a vjp under jit) without the options
-        return (_plain_call if traced(fn, z, logsnr) else _compiled_call())(fn, z, logsnr)
-
-    return call
+    return lambda z, logsnr: _compiled_call(fn, z, logsnr)
 
 
 class _Counting:
