@@ -24,6 +24,14 @@ Attention paths (chosen per call from static shapes, see docs/network.md "Attent
   the P·V matmul), each chunk under `jax.checkpoint`, so neither the forward nor the backward
   pass holds more than one chunk's logits (`CHUNK_LOGITS_BYTES`).
 
+On the plain path the blocks keep their activations' layout (measured −4 % of the mnist-small
+training step, docs/benchmarks.md): `SpatialAttention` produces q, k, v heads-major
+[N, heads, S, d] straight from the projections (einsum with the weight viewed as [C, heads, d])
+and its output projection reads heads-major; `TemporalAttention` computes q, k, v with one
+matmul of the concatenated weights and attends over the frame axis of [B, T, H·W, heads, d]
+(`frame_attention`), never transposing the video to frames-last and back. The parameter layout
+is unchanged. The cuDNN and memory-efficient paths take the [N, S, heads, d] layout.
+
 Shaw et al.'s relative attention (`relative_attention`) needs the attention weights for its
 value term, so it has no cuDNN path; it takes the plain or the memory-efficient path by the
 same rule.
@@ -46,12 +54,12 @@ from vdm_ref.network.attention import (
     temporal_attention_mask,
 )
 
-from .layers import Dense, GroupNorm
+from .layers import Dense, GroupNorm, _bias
 
 __all__ = [
     "AttentionPooling", "CHUNK_LOGITS_BYTES", "KEY_CHUNK", "LOGITS_LIMIT_BYTES",
     "SpatialAttention", "TemporalAttention", "attention_implementation", "attention_pooling",
-    "chunk_sizes", "dot_product_attention", "logits_bytes", "memory_efficient_attention",
+    "chunk_sizes", "dot_product_attention", "frame_attention", "logits_bytes", "memory_efficient_attention",
     "relative_attention", "relative_position_bias", "relative_position_embeddings",
     "spatial_attention", "temporal_attention", "temporal_attention_mask",
 ]
@@ -224,14 +232,51 @@ def memory_efficient_attention(q, k, v, bias=None, mask=None, *, query_chunk=Non
     return _heads_major(out)
 
 
+def _xla_heads_major(q, k, v, bias=None, mask=None, rel_key=None, rel_value=None):
+    """Heads-major [N, heads, Sq, d] attention by the XLA paths: one chunk (plain) while the
+    float32 logits take at most LOGITS_LIMIT_BYTES, else the memory-efficient chunking."""
+    n, heads, sq, _ = q.shape
+    one_chunk = 4 * n * heads * sq * k.shape[2] <= LOGITS_LIMIT_BYTES
+    return _chunked_heads_major(q, k, v, bias, mask, rel_key, rel_value,
+                                query_chunk=sq if one_chunk else None,
+                                key_chunk=k.shape[2] if one_chunk else None)
+
+
 def _xla_attention(q, k, v, bias=None, mask=None, rel_key=None, rel_value=None):
-    """[N, Sq, heads, d] attention by the XLA paths: one chunk (plain) while the logits take at
-    most LOGITS_LIMIT_BYTES, else the memory-efficient chunking (`chunk_sizes`)."""
-    one_chunk = logits_bytes(q, k) <= LOGITS_LIMIT_BYTES
-    out = _chunked_heads_major(*map(_heads_major, (q, k, v)), bias, mask, rel_key, rel_value,
-                               query_chunk=q.shape[1] if one_chunk else None,
-                               key_chunk=k.shape[1] if one_chunk else None)
+    """[N, Sq, heads, d] attention by the XLA paths (`_xla_heads_major`)."""
+    out = _xla_heads_major(*map(_heads_major, (q, k, v)), bias, mask, rel_key, rel_value)
     return _heads_major(out)
+
+
+def frame_attention(q, k, v, bias=None, mask=None, rel_key=None, rel_value=None):
+    """Attention over the frame axis in the video's own layout: the plain path of the module
+    docstring with the H·W positions and the heads as batch axes, so the activations are never
+    transposed to frames-last and back (measured faster on the CPU, docs/benchmarks.md).
+
+    q, k, v: [B, T, P, heads, d] (P = H·W positions, each attending over its T frames);
+    bias: [heads, T, T]; mask: bool [B, T, T] (True = keep; masked as `_chunk_logits`);
+    rel_key, rel_value: Shaw's a^K, a^V [T, T, d]. l = q kᵀ/√d (+ q a^Kᵀ/√d) (+ bias) in float32,
+    o = Σ_j e^{l_j − m} (v_j + a^V_j) / Σ_j e^{l_j − m}. Returns [B, T, P, heads, d].
+    """
+    dtype = jnp.promote_types(q.dtype, jnp.float32)
+    q = q * jnp.asarray(1.0 / np.sqrt(q.shape[-1]), q.dtype)
+    logits = jnp.einsum("btphd,bsphd->bphts", q, k, preferred_element_type=dtype)
+    if rel_key is not None:
+        logits = logits + jnp.einsum("btphd,tsd->bphts", q, rel_key.astype(q.dtype),
+                                     preferred_element_type=dtype)
+    if bias is not None:
+        logits = logits + bias.astype(dtype)[None, None]
+    if mask is not None:
+        large_negative = -0.7 * float(jnp.finfo(jnp.float32).max)
+        logits = jnp.where(mask[:, None, None], logits, jnp.asarray(large_negative, dtype))
+    p = jnp.exp(logits - jax.lax.stop_gradient(jnp.max(logits, axis=-1, keepdims=True)))
+    total = jnp.transpose(jnp.sum(p, axis=-1), (0, 3, 1, 2))[..., None]  # [B, T, P, heads, 1]
+    pv = p.astype(v.dtype)
+    out = jnp.einsum("bphts,bsphd->btphd", pv, v, preferred_element_type=dtype)
+    if rel_value is not None:
+        out = out + jnp.einsum("bphts,tsd->btphd", pv, rel_value.astype(v.dtype),
+                               preferred_element_type=dtype)
+    return (out / total).astype(v.dtype)
 
 
 def _attend(q, k, v, bias=None, mask=None, implementation=None):
@@ -276,6 +321,32 @@ def _self_attention(block, y, attend):
     return block.out(attend(q, k, v).reshape(n, s, c))
 
 
+def _heads_major_self_attention(block, y):
+    """The same with q, k, v produced heads-major [N, heads, S, d] by the projections and the
+    output projection reading heads-major (no transposes of the activations), by the XLA paths."""
+    c = y.shape[-1]
+    heads, d = c // block.head_dim, block.head_dim
+
+    def project(f):
+        out = jnp.einsum("nsc,chd->nhsd", y, f.weight.astype(y.dtype).reshape(c, heads, d))
+        return out if f.bias is None else out + f.bias.astype(y.dtype).reshape(1, heads, 1, d)
+
+    o = _xla_heads_major(project(block.q), project(block.k), project(block.v))
+    out = jnp.einsum("nhsd,hdc->nsc", o, block.out.weight.astype(y.dtype).reshape(heads, d, c))
+    return out if block.out.bias is None else out + block.out.bias.astype(y.dtype).reshape(1, 1, c)
+
+
+def _fused_qkv(block, y):
+    """y Wq, y Wk, y Wv as one matmul with the weights concatenated: [..., C] -> three [..., C]."""
+    layers = (block.q, block.k, block.v)
+    out = y @ jnp.concatenate([f.weight for f in layers], axis=1).astype(y.dtype)
+    if all(f.bias is not None for f in layers):
+        out = out + _bias(jnp.concatenate([f.bias for f in layers]), out)
+    elif any(f.bias is not None for f in layers):
+        return tuple(f(y) for f in layers)
+    return tuple(jnp.split(out, 3, axis=-1))
+
+
 def _attention_params(block) -> dict:
     return {"norm": block.norm.to_params(), **{n: getattr(block, n).to_params()
                                                for n in ("q", "k", "v", "out")}}
@@ -311,8 +382,10 @@ class SpatialAttention(eqx.Module):
 
     def __call__(self, x: Float[Array, "b t h w c"]) -> Float[Array, "b t h w c"]:
         b, t, h, w, c = x.shape
-        y = _self_attention(self, self.norm(x).reshape(b * t, h * w, c),
-                            lambda q, k, v: _attend(q, k, v, implementation=self.implementation))
+        y = self.norm(x).reshape(b * t, h * w, c)
+        if (self.implementation or attention_implementation(y.dtype, self.head_dim)) == "xla":
+            return x + _heads_major_self_attention(self, y).reshape(x.shape)
+        y = _self_attention(self, y, lambda q, k, v: _attend(q, k, v, implementation=self.implementation))
         return x + y.reshape(x.shape)
 
 
@@ -358,6 +431,12 @@ class TemporalAttention(eqx.Module):
     def __call__(self, x: Float[Array, "b t h w c"],
                  frame_mask: Bool[Array, "b t"] | None = None) -> Float[Array, "b t h w c"]:
         b, t, h, w, c = x.shape
+        heads = c // self.head_dim
+        impl = "xla" if self.rel_bias is None else (
+            self.implementation or attention_implementation(x.dtype, self.head_dim))
+        if impl == "xla" and 4 * b * h * w * heads * t * t <= LOGITS_LIMIT_BYTES:
+            return x + self._in_video_layout(self.norm(x).reshape(b, t, h * w, c), frame_mask
+                                             ).reshape(x.shape)
         y = self.norm(x).transpose(0, 2, 3, 1, 4).reshape(b * h * w, t, c)
         mask = None
         if frame_mask is not None:
@@ -376,6 +455,19 @@ class TemporalAttention(eqx.Module):
                 return _attend(q, k, v, bias, mask, self.implementation)
         y = _self_attention(self, y, attend)
         return x + y.reshape(b, h, w, t, c).transpose(0, 3, 1, 2, 4)
+
+    def _in_video_layout(self, y, frame_mask):
+        """Out(frame_attention(...)) for y: [B, T, P, C], the plain path (`frame_attention`)."""
+        b, t, p, c = y.shape
+        q, k, v = (a.reshape(b, t, p, c // self.head_dim, self.head_dim) for a in _fused_qkv(self, y))
+        mask = None if frame_mask is None else temporal_attention_mask(jnp.asarray(frame_mask))
+        if self.rel_bias is None:
+            a_key, a_value = (relative_position_embeddings(table, t)
+                              for table in (self.rel_key, self.rel_value))
+            o = frame_attention(q, k, v, mask=mask, rel_key=a_key, rel_value=a_value)
+        else:
+            o = frame_attention(q, k, v, relative_position_bias(self.rel_bias, t), mask)
+        return self.out(o.reshape(b, t, p, c))
 
 
 class AttentionPooling(eqx.Module):
