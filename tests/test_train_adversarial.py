@@ -180,12 +180,6 @@ def test_resume_with_only_corrupt_checkpoints_is_refused(tmp_path, reached_step)
     assert "--resume: no intact checkpoint" in line and "step_00000001" in line
 
 
-def test_the_shipped_checkpoint_without_a_checksum_still_loads():
-    shipped = Path(__file__).resolve().parents[1] / "checkpoints" / "mnist-small"
-    arrays, meta = ckpt.load_checkpoint(shipped)
-    assert "arrays_sha256" not in meta and "ema" in arrays
-
-
 # ---------------------------------------------------------------------------------------------
 # Case 1: --overwrite deletes only a run directory of this program
 

@@ -41,7 +41,7 @@ def main(argv=None) -> dict:
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", default="/tmp/conditional_runs/main", help="folder of the extend task's .npz files")
-    p.add_argument("--checkpoint", default="checkpoints/mnist-small", help="the model the runs extended")
+    p.add_argument("--checkpoint", default="checkpoints/mnist-small-eps", help="the model the runs extended (the ε model the doc's figures used)")
     p.add_argument("--splits", type=int, default=2, help="disjoint parts for the FVD spread")
     p.add_argument("--out", default="docs/assets/conditional/extend_fvd.json")
     a = p.parse_args(argv)
