@@ -223,6 +223,19 @@ def check_resume_compatible(meta: dict, opts, path) -> None:
 # Plots and samples
 
 
+def smooth_loss(steps: np.ndarray, loss: np.ndarray) -> tuple[np.ndarray, np.ndarray, int] | None:
+    """The loss curve's trend for a log-scale plot: exp(mean log loss) over a window of k logged
+    points centred on each plotted step (k = a tenth of the points, odd). Centred, so that the
+    steep first hundreds of steps do not hold the curve up for a window's length after them, as
+    a trailing mean does; geometric, because the axis is logarithmic. None when there are fewer
+    than 2k points."""
+    k = max(3, len(loss) // 10) | 1
+    if len(loss) <= 2 * k:
+        return None
+    smooth = np.exp(np.convolve(np.log(np.maximum(loss, 1e-30)), np.ones(k) / k, mode="valid"))
+    return steps[k // 2: k // 2 + len(smooth)], smooth, k
+
+
 def plot_losses(metrics_path: Path, out: Path) -> None:
     """loss.png: the logged training loss against the step (log scale), with a running mean.
     Nothing is drawn before the first logged loss (no metrics.jsonl yet)."""
@@ -241,10 +254,10 @@ def plot_losses(metrics_path: Path, out: Path) -> None:
     loss = np.array([r["loss"] for r in rows])
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=110)
     ax.plot(steps, loss, lw=0.8, alpha=0.5, label="loss (per log interval)")
-    k = max(2, len(loss) // 10)
-    if len(loss) > 2 * k:
-        smooth = np.convolve(loss, np.ones(k) / k, mode="valid")
-        ax.plot(steps[k - 1:], smooth, lw=1.6, label=f"running mean of {k}")
+    smoothed = smooth_loss(steps, loss)
+    if smoothed is not None:
+        at, smooth, k = smoothed
+        ax.plot(at, smooth, lw=1.6, label=f"centred geometric mean of {k}")
     ax.set_yscale("log")
     ax.set_xlabel("step")
     ax.set_ylabel("Eq. 2 loss")
