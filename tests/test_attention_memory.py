@@ -3,9 +3,12 @@
 - It agrees with the plain path (`jax.nn.dot_product_attention`, which materialises the
   logits) for any shapes and chunk sizes, chunks that do not divide the token counts, a bias
   (the temporal relative bias) and a mask with fully masked rows, values and gradients.
+- Without bias or mask its backward pass is `attention_backward`'s tiles (a custom VJP), and
+  its gradients agree with the plain path's, remainder tiles included.
 - It never holds an array as large as the logits, in the forward or the backward pass (the
   jaxpr, nested scans and rematerialised chunks included), while the plain path does.
-- The blocks pick it by themselves above `LOGITS_LIMIT_BYTES` (lowered here by monkeypatch)
+- The blocks pick it by themselves above `LOGITS_LIMIT_BYTES` / `FUSED_LOGITS_LIMIT_BYTES`
+  (lowered here by monkeypatch)
   and then compute what the plain path computes, joint image-video mask included.
 - Slow (`-m slow`, ~20 s): a forward + backward of a spatial attention block at 64x64 = 4096
   tokens, each path in its own process, peak RSS measured (`resource.getrusage`).
@@ -98,6 +101,43 @@ def test_chunked_attention_gradients_agree_with_plain_path():
         assert_close(g_chunked, g_plain)
 
 
+@pytest.mark.parametrize("sq, sk, backward_keys, tile_rows", [(37, 29, 6, 8), (32, 64, 64, 32), (5, 3, 2, 2)])
+def test_fused_backward_agrees_with_the_plain_gradients(sq, sk, backward_keys, tile_rows, monkeypatch):
+    # Without bias or mask the chunked path is differentiated by `attention_backward`'s tiles:
+    # forward chunks 8 x 7 and backward tiles `tile_rows` x `backward_keys`, remainders both ways.
+    import vdm_fast.network.attention_backward as fab
+
+    n, heads, d = 2, 2, 4
+    q, k, v, _, _ = draw(4, n, sq, sk, heads, d, None, None, False)
+    w = jnp.asarray(np.random.default_rng(5).standard_normal(q.shape), jnp.float32)
+    monkeypatch.setattr(fab, "BACKWARD_KEY_CHUNK", backward_keys)
+    monkeypatch.setattr(fa, "CHUNK_LOGITS_BYTES", 4 * n * heads * tile_rows * backward_keys)
+    assert fab.backward_chunk_sizes(n, heads, sq, sk, fa.CHUNK_LOGITS_BYTES) == (
+        min(sq, tile_rows), min(sk, backward_keys))
+
+    def grads(attend):
+        return jax.jit(jax.grad(lambda q, k, v: jnp.sum(w * attend(q, k, v)), argnums=(0, 1, 2)))(q, k, v)
+
+    def fused(q, k, v):
+        return fa.memory_efficient_attention(q, k, v, query_chunk=8, key_chunk=7)
+
+    for g_fused, g_plain in zip(grads(fused), grads(jax.nn.dot_product_attention)):
+        assert_close(g_fused, g_plain)
+
+
+def test_fused_backward_is_taken_exactly_without_bias_mask_or_one_chunk():
+    q, k, v, bias, mask = draw(6, 1, 16, 16, 1, 4, (1, 1, 16, 16), (1, 1, 16, 16), False)
+
+    def jaxpr(attend):
+        return str(jax.make_jaxpr(attend)(q, k, v))
+
+    assert "custom_vjp" in jaxpr(lambda q, k, v: fa.memory_efficient_attention(q, k, v, query_chunk=4))
+    assert "custom_vjp" not in jaxpr(lambda q, k, v: fa.memory_efficient_attention(q, k, v, bias, query_chunk=4))
+    assert "custom_vjp" not in jaxpr(lambda q, k, v: fa.memory_efficient_attention(q, k, v, None, mask, query_chunk=4))
+    # one chunk (the plain path of the blocks) stays plain automatic differentiation
+    assert "custom_vjp" not in jaxpr(lambda q, k, v: fa.memory_efficient_attention(q, k, v, query_chunk=16, key_chunk=16))
+
+
 def _largest_array(jaxpr) -> int:
     """The most elements of any value a jaxpr computes, nested jaxprs (scan, remat, pjit,
     custom rules) included."""
@@ -155,6 +195,7 @@ def test_blocks_switch_to_the_chunked_path_above_the_limit(kind, monkeypatch):
         run = lambda: block(x, frame_mask)
     plain = run()
     monkeypatch.setattr(fa, "LOGITS_LIMIT_BYTES", 0)  # every attention is now "too large"
+    monkeypatch.setattr(fa, "FUSED_LOGITS_LIMIT_BYTES", 0)
     monkeypatch.setattr(fa, "CHUNK_LOGITS_BYTES", 4 * 2 * 36 * 5)  # several query chunks
     monkeypatch.setattr(fa, "KEY_CHUNK", 5)  # 36 = 7·5 + 1 and 7 = 5 + 2 keys: remainders
     jaxpr = jax.make_jaxpr(run)().jaxpr
@@ -167,7 +208,7 @@ _RSS_CHILD = textwrap.dedent("""
     import json, resource, sys
     import jax, jax.numpy as jnp, numpy as np, equinox as eqx
     import vdm_fast.network.attention as fa
-    fa.LOGITS_LIMIT_BYTES = {"plain": 2**62, "chunked": 0}[sys.argv[1]]
+    fa.LOGITS_LIMIT_BYTES = fa.FUSED_LOGITS_LIMIT_BYTES = {"plain": 2**62, "chunked": 0}[sys.argv[1]]
     c = 16
     rng = np.random.default_rng(0)
     dense = lambda: {"w": rng.standard_normal((c, c)) / 4, "b": np.zeros(c)}

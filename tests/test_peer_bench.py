@@ -139,3 +139,15 @@ def test_peer_command_names_every_shape_field():
                    "64", "--channels", "64", "--mults", "1", "2", "4", "8", "--repeats", "3", "--threads", "2"]
     assert json.loads(json.dumps(peer.ours_command(peer.SHAPES["A"], "eval", 2)))[-6:] == [
         "--shape", "A", "--phase", "eval", "--repeats", "2"]
+
+
+@pytest.mark.parametrize("path", ["fused", "checkpointed", "plain"])
+def test_attention_benchmark_times_each_path(path, capsys):
+    from benchmarks import attention
+
+    attention.main(["--shape", "2", "1", "48", "8", "--path", path, "--repeats", "1",
+                    "--tile-mib", str(4 * 2 * 16 * 16 / 2**20), "--backward-keys", "16"])
+    row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert row["path"] == path and row["shape"] == [2, 1, 48, 8]
+    assert row["chunks"] == [4, 48] and row["backward_tile"] == [16, 16]  # 2 KiB tiles
+    assert row["seconds"]["forward"] > 0 and row["seconds"]["forward+backward"] > 0

@@ -1,5 +1,5 @@
 """The training memory estimate follows the attention path that will run: full logits below
-`LOGITS_LIMIT_BYTES`, chunks above it (issue 14: the 16x64x64 step with attention at every level
+`LOGITS_LIMIT_BYTES` (`FUSED_LOGITS_LIMIT_BYTES` for spatial attention), chunks above it (issue 14: the 16x64x64 step with attention at every level
 once needed one 46.7 GB allocation)."""
 
 from vdm_fast.network import attention
@@ -22,6 +22,7 @@ def test_attention_at_64x64_is_estimated_at_chunk_size_not_full_logits(monkeypat
     # (their activations, not their logits, dominate).
     full_logits = 4 * 16 * 2 * 4096**2
     assert every_level - paper < full_logits
-    monkeypatch.setattr(attention, "LOGITS_LIMIT_BYTES", 2**62)  # as if the plain path ran everywhere
+    for limit in ("LOGITS_LIMIT_BYTES", "FUSED_LOGITS_LIMIT_BYTES"):  # as if the plain path ran everywhere
+        monkeypatch.setattr(attention, limit, 2**62)
     plain = estimate_memory_bytes(_config((64, 32, 16, 8)), per_device_batch=1)
     assert plain - every_level > 4 * full_logits

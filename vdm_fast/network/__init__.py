@@ -14,6 +14,7 @@ function of `vdm_ref.network` has a twin of the same name and signature here.
 
 from .attention import (
     CHUNK_LOGITS_BYTES,
+    FUSED_LOGITS_LIMIT_BYTES,
     LOGITS_LIMIT_BYTES,
     AttentionPooling,
     SpatialAttention,
@@ -68,7 +69,7 @@ __all__ = [
     "ResidualBlock", "SpatialAttention", "TemporalAttention", "UNet", "Upsample", "apply",
     "attention_implementation", "attention_pooling", "blocks", "check_inputs",
     "conditioning_embedding", "conv_1x3x3", "count_params", "dense", "depth_to_space",
-    "CHUNK_LOGITS_BYTES", "LOGITS_LIMIT_BYTES", "chunk_sizes", "dot_product_attention",
+    "CHUNK_LOGITS_BYTES", "FUSED_LOGITS_LIMIT_BYTES", "LOGITS_LIMIT_BYTES", "chunk_sizes", "dot_product_attention",
     "memory_efficient_attention", "relative_attention",
     "downsample", "dropout", "flops", "from_params", "group_norm", "init", "logsnr_embedding",
     "param_shapes", "relative_position_bias", "residual_block", "silu", "space_to_depth",

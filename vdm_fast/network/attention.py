@@ -14,15 +14,19 @@ Attention paths (chosen per call from static shapes, see docs/network.md "Attent
   (`attention_implementation`); it never materialises the logits. A cuDNN failure at trace
   time falls back to the paths below with a warning instead of crashing. A module's
   `implementation` field ('xla', 'cudnn' or None = automatic) overrides the choice.
-- plain (XLA), when the float32 logits [N, heads, Sq, Sk] take at most `LOGITS_LIMIT_BYTES`:
+- plain (XLA), when the float32 logits [N, heads, Sq, Sk] take at most `LOGITS_LIMIT_BYTES`
+  (256 MiB) with a bias, mask or Shaw tables, `FUSED_LOGITS_LIMIT_BYTES` (16 MiB) without:
   the kernel below as one chunk, which materialises the logits once and normalises after the
   P·V matmul (deferred normalisation: Sq·d divisions instead of Sq·Sk). It computes what
   `jax.nn.dot_product_attention(implementation="xla")` computes (same float32 logits, mask
   value and fully-masked-row behaviour), measured faster on the CPU (docs/network.md).
 - memory-efficient (`memory_efficient_attention`) above it: query chunks, each with an online
   softmax over key chunks (running max and normaliser, float32 accumulation, normalised after
-  the P·V matmul), each chunk under `jax.checkpoint`, so neither the forward nor the backward
-  pass holds more than one chunk's logits (`CHUNK_LOGITS_BYTES`).
+  the P·V matmul), so neither the forward nor the backward pass holds more than one chunk's
+  logits (`CHUNK_LOGITS_BYTES`). Without bias, mask or Shaw tables its backward pass is a custom
+  VJP (`vdm_fast.network.attention_backward`: the forward keeps the output and the row
+  log-normalisers, the backward recomputes each tile's logits once); with them, each chunk is
+  under `jax.checkpoint` and automatic differentiation runs through the loops.
 
 On the plain path the blocks keep their activations' layout (measured −4 % of the mnist-small
 training step, docs/benchmarks.md): `SpatialAttention` produces q, k, v heads-major
@@ -39,6 +43,7 @@ same rule.
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 
@@ -54,10 +59,11 @@ from vdm_ref.network.attention import (
     temporal_attention_mask,
 )
 
+from .attention_backward import attention_backward, backward_chunk_sizes
 from .layers import Dense, GroupNorm, _bias
 
 __all__ = [
-    "AttentionPooling", "CHUNK_LOGITS_BYTES", "KEY_CHUNK", "LOGITS_LIMIT_BYTES",
+    "AttentionPooling", "CHUNK_LOGITS_BYTES", "FUSED_LOGITS_LIMIT_BYTES", "KEY_CHUNK", "LOGITS_LIMIT_BYTES",
     "SpatialAttention", "TemporalAttention", "attention_implementation", "attention_pooling",
     "chunk_sizes", "dot_product_attention", "frame_attention", "logits_bytes", "memory_efficient_attention",
     "relative_attention", "relative_position_bias", "relative_position_embeddings",
@@ -65,11 +71,17 @@ __all__ = [
 ]
 
 LOGITS_LIMIT_BYTES = 256 * 2**20
-"""Above this size of the float32 logits (N·heads·Sq·Sk·4 bytes) attention takes the
-memory-efficient path. 256 MiB keeps the plain path for every attention of the CPU presets
-(mnist-small's largest is 0.5 MiB per example) and chunks e.g. the 64x64 spatial attention
-(4096 tokens: 64 MiB per frame and head). Read at trace time: tests lower it (monkeypatch) to
-force the chunked path on small shapes."""
+"""Above this size of the float32 logits (N·heads·Sq·Sk·4 bytes) attention with a bias, a mask
+or Shaw's tables (the temporal attention) takes the memory-efficient path. 256 MiB keeps the
+plain path for every temporal attention of the CPU presets. Read at trace time: tests lower it
+(monkeypatch) to force the chunked path on small shapes."""
+
+FUSED_LOGITS_LIMIT_BYTES = 16 * 2**20
+"""The same limit for attention without bias, mask or Shaw tables (the spatial attention), whose
+chunked path is differentiated by `attention_backward`'s tiles: above 16 MiB of logits it
+measured faster than the plain path on the 2-core CPU, forward + backward, at every shape tried
+(e.g. 1024 tokens, 16 frames, 4 heads of 32: 0.39 s against 0.57 s; docs/benchmarks.md), and it
+never holds the logits. mnist-small's training attention stays plain (4 MiB at batch 8)."""
 
 CHUNK_LOGITS_BYTES = 16 * 2**20
 """The memory-efficient path sizes its query chunks so one chunk's float32 logits
@@ -145,12 +157,14 @@ def _weighted_values(p, v, rel_value, q0, cq, k0, ck):
     return out
 
 
-def _query_chunk(q, k, v, bias, mask, rel_key, rel_value, q0, cq, ck):
-    """Attention of the queries [q0, q0 + cq) over all keys, online softmax over key chunks.
+def _query_chunk(q, k, v, bias, mask, rel_key, rel_value, q0, cq, ck, checkpoint=True):
+    """Attention of the queries [q0, q0 + cq) over all keys, online softmax over key chunks:
+    (output [N, h, cq, d], log-normaliser lse = m + log s [N, h, cq] in float32).
 
     Per key chunk c with logits l_c: m' = max(m, max_k l_c), s = s·e^{m − m'} + Σ_k e^{l_c − m'},
     o = o·e^{m − m'} + Σ_k e^{l_c − m'} v_k; at the end o / s (deferred normalisation). m is a
-    stabiliser the result does not depend on, so no gradient flows through it.
+    stabiliser the result does not depend on, so no gradient flows through it. `checkpoint`:
+    each key chunk's step under `jax.checkpoint` (for differentiating through the loop).
     """
     sk = k.shape[2]
     qc = _window(q, 2, q0, cq)
@@ -177,39 +191,75 @@ def _query_chunk(q, k, v, bias, mask, rel_key, rel_value, q0, cq, ck):
     full, tail = divmod(sk, ck)
     carry = first(0, ck)
     if full > 1:
-        step = jax.checkpoint(lambda c, k0: (update(c, k0, ck), None), prevent_cse=False)
+        step = lambda c, k0: (update(c, k0, ck), None)  # noqa: E731
+        step = jax.checkpoint(step, prevent_cse=False) if checkpoint else step
         carry, _ = jax.lax.scan(step, carry, jnp.arange(1, full) * ck)
     if tail:
         carry = update(carry, full * ck, tail)
-    _, s, o = carry
-    return (o / s).astype(v.dtype)
+    m, s, o = carry
+    return (o / s).astype(v.dtype), (m + jnp.log(s))[..., 0]
 
 
 def _chunked_heads_major(q, k, v, bias=None, mask=None, rel_key=None, rel_value=None,
                          query_chunk=None, key_chunk=None):
     """Memory-efficient attention, heads-major: q [N, h, Sq, d], k, v [N, h, Sk, d] ->
-    [N, h, Sq, d]. Query chunks are a `lax.map` (each under `jax.checkpoint`), the remainder
-    one more call; chunk sizes default to `chunk_sizes`."""
+    [N, h, Sq, d]; chunk sizes default to `chunk_sizes`. Without a bias, mask or Shaw tables
+    and with more than one chunk, the backward pass is `attention_backward`'s tiles
+    (`_fused_attention`); otherwise automatic differentiation through `_chunk_loop`."""
     n, heads, sq, d = q.shape
     sk = k.shape[2]
     cq, ck = chunk_sizes(n, heads, sq, sk)
     cq, ck = min(sq, query_chunk or cq), min(sk, key_chunk or ck)
     q = q * jnp.asarray(1.0 / np.sqrt(d), q.dtype)
-    args = (k, v, bias, mask, rel_key, rel_value)
+    plain = bias is None and mask is None and rel_key is None and rel_value is None
+    if plain and (cq, ck) != (sq, sk):
+        return _fused_attention(q, k, v, cq, ck)
+    return _chunk_loop(q, (k, v, bias, mask, rel_key, rel_value), cq, ck, checkpoint=True)[0]
+
+
+def _chunk_loop(q, args, cq, ck, checkpoint):
+    """Query chunks of `_query_chunk` (a `lax.map`, each chunk under `jax.checkpoint` when
+    `checkpoint`), the remainder one more call: (output [N, h, Sq, d], lse [N, h, Sq])."""
+    n, heads, sq, d = q.shape
 
     def chunk(q0, size):
-        return _query_chunk(q, *args, q0, size, ck)
+        return _query_chunk(q, *args, q0, size, ck, checkpoint)
 
+    wrap = (lambda f: jax.checkpoint(f, prevent_cse=False)) if checkpoint else (lambda f: f)
     full, tail = divmod(sq, cq)
     if full == 1:
         outs = [chunk(0, cq)]
     else:
-        stacked = jax.lax.map(jax.checkpoint(lambda q0: chunk(q0, cq), prevent_cse=False),
-                              jnp.arange(full) * cq)  # [full, N, h, cq, d]
-        outs = [jnp.moveaxis(stacked, 0, 2).reshape(n, heads, full * cq, d)]
+        out, lse = jax.lax.map(wrap(lambda q0: chunk(q0, cq)), jnp.arange(full) * cq)
+        outs = [(jnp.moveaxis(out, 0, 2).reshape(n, heads, full * cq, d),
+                 jnp.moveaxis(lse, 0, 2).reshape(n, heads, full * cq))]
     if tail:
-        outs.append(jax.checkpoint(lambda: chunk(full * cq, tail))())
-    return outs[0] if len(outs) == 1 else jnp.concatenate(outs, axis=2)
+        outs.append(wrap(lambda: chunk(full * cq, tail))())
+    if len(outs) == 1:
+        return outs[0]
+    return tuple(jnp.concatenate(parts, axis=2) for parts in zip(*outs))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def _fused_attention(q, k, v, cq, ck):
+    """softmax(q kᵀ) v (q scaled) by `_chunk_loop`, differentiated by `attention_backward`:
+    the forward keeps only o and lse, the backward recomputes each tile's logits once."""
+    return _chunk_loop(q, (k, v, None, None, None, None), cq, ck, checkpoint=False)[0]
+
+
+def _fused_attention_fwd(q, k, v, cq, ck):
+    out, lse = _chunk_loop(q, (k, v, None, None, None, None), cq, ck, checkpoint=False)
+    return out, (q, k, v, out, lse)
+
+
+def _fused_attention_bwd(cq, ck, residuals, d_out):
+    q, k, v, out, lse = residuals
+    rows, keys = backward_chunk_sizes(q.shape[0], q.shape[1], q.shape[2], k.shape[2],
+                                      CHUNK_LOGITS_BYTES)
+    return attention_backward(q, k, v, out, lse, d_out, rows, keys)
+
+
+_fused_attention.defvjp(_fused_attention_fwd, _fused_attention_bwd)
 
 
 def _heads_major(x):
@@ -234,9 +284,11 @@ def memory_efficient_attention(q, k, v, bias=None, mask=None, *, query_chunk=Non
 
 def _xla_heads_major(q, k, v, bias=None, mask=None, rel_key=None, rel_value=None):
     """Heads-major [N, heads, Sq, d] attention by the XLA paths: one chunk (plain) while the
-    float32 logits take at most LOGITS_LIMIT_BYTES, else the memory-efficient chunking."""
+    float32 logits take at most LOGITS_LIMIT_BYTES (FUSED_LOGITS_LIMIT_BYTES without bias, mask
+    or Shaw tables), else the memory-efficient chunking."""
     n, heads, sq, _ = q.shape
-    one_chunk = 4 * n * heads * sq * k.shape[2] <= LOGITS_LIMIT_BYTES
+    fused = bias is None and mask is None and rel_key is None and rel_value is None
+    one_chunk = 4 * n * heads * sq * k.shape[2] <= (FUSED_LOGITS_LIMIT_BYTES if fused else LOGITS_LIMIT_BYTES)
     return _chunked_heads_major(q, k, v, bias, mask, rel_key, rel_value,
                                 query_chunk=sq if one_chunk else None,
                                 key_chunk=k.shape[2] if one_chunk else None)

@@ -55,21 +55,23 @@ def estimate_memory_bytes(config: Config, *, per_device_batch: int, fsdp: int = 
         acts += 8 * pixels * max(blk.in_channels, blk.out_channels)
         heads = blk.in_channels // u.head_dim
         if blk.kind == "spatial_attn":
-            acts += _attention_logits(b * frames * heads, r * r)
+            acts += _attention_logits(b * frames * heads, r * r, fused=True)
         elif blk.kind == "temporal_attn":
-            acts += _attention_logits(b * r * r * heads, frames)
+            acts += _attention_logits(b * r * r * heads, frames, fused=False)
     return state + 4 * acts // (4 if remat else 1)
 
 
-def _attention_logits(rows: int, tokens: int) -> int:
+def _attention_logits(rows: int, tokens: int, *, fused: bool) -> int:
     """Float32 elements an attention block keeps for the backward pass: logits and softmax of
     `rows` [tokens, tokens] maps (3 tensors' worth), or 3 chunks' worth when the memory-efficient
-    path takes over (`vdm_fast.network.attention.LOGITS_LIMIT_BYTES`)."""
-    from vdm_fast.network.attention import CHUNK_LOGITS_BYTES, LOGITS_LIMIT_BYTES
+    path takes over (`vdm_fast.network.attention.LOGITS_LIMIT_BYTES`, or
+    `FUSED_LOGITS_LIMIT_BYTES` for attention without bias or mask: `fused`)."""
+    from vdm_fast.network import attention
 
     full = rows * tokens * tokens
-    if 4 * full > LOGITS_LIMIT_BYTES:
-        return 3 * CHUNK_LOGITS_BYTES // 4
+    limit = attention.FUSED_LOGITS_LIMIT_BYTES if fused else attention.LOGITS_LIMIT_BYTES
+    if 4 * full > limit:
+        return 3 * attention.CHUNK_LOGITS_BYTES // 4
     return 3 * full
 
 
