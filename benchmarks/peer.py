@@ -114,8 +114,9 @@ def train_config(shape: Shape):
 # --- our side, in a process of its own ------------------------------------------------------------
 
 
-def ours_phase(shape: Shape, phase: str, repeats: int) -> dict:
-    """Measure one phase of vdm_fast in this process; returns the figures as a dict."""
+def ours_phase(shape: Shape, phase: str, repeats: int, remat: bool = False) -> dict:
+    """Measure one phase of vdm_fast in this process; returns the figures as a dict. `remat`:
+    the training step rematerialises every block (`--remat`)."""
     import jax
 
     from vdm_ref.network import count_params, flops
@@ -124,7 +125,7 @@ def ours_phase(shape: Shape, phase: str, repeats: int) -> dict:
     out = {"model": "vdm_fast", "phase": phase, "params": count_params(cfg), "batch": shape.batch,
            "video": [shape.frames, shape.size, shape.size, 3], "flops_fwd_per_example": flops(cfg),
            "jax": jax.__version__, "device": str(jax.devices()[0].device_kind),
-           "python": platform.python_version(), "load_average_start": os.getloadavg()}
+           "python": platform.python_version(), "load_average_start": os.getloadavg(), "remat": remat}
     if phase == "eval":
         import equinox as eqx
         import jax.numpy as jnp
@@ -151,7 +152,7 @@ def ours_phase(shape: Shape, phase: str, repeats: int) -> dict:
     elif phase == "train":
         from vdm_fast.training.throughput import measure
 
-        r = measure(train_config(shape), steps=repeats, warmup=2)
+        r = measure(train_config(shape), steps=repeats, warmup=2, remat=remat)
         out.update(train_step_s=r["seconds_per_step"], compile_s=r["compile_s"])
     else:
         raise ValueError(f"phase={phase!r}: expected 'eval' or 'train'")
@@ -240,10 +241,10 @@ def peer_command(python: str, script: str | Path, shape: Shape, phase: str, repe
     return cmd + (["--threads", str(threads)] if threads else [])
 
 
-def ours_command(shape: Shape, phase: str, repeats: int) -> list[str]:
+def ours_command(shape: Shape, phase: str, repeats: int, remat: bool = False) -> list[str]:
     """The command line of one of our phases (this module's `--worker`)."""
     return [sys.executable, "-m", "benchmarks.peer", "--worker", "--shape", shape.name,
-            "--phase", phase, "--repeats", str(repeats)]
+            "--phase", phase, "--repeats", str(repeats)] + (["--remat"] if remat else [])
 
 
 def merge(eval_row: dict, train_row: dict) -> dict:
@@ -302,7 +303,8 @@ def markdown(result: dict) -> str:
     lines = [f"Measured {result['date']} on {result['machine']} ({result['cores']} cores), "
              f"jax {result.get('jax', '?')}, torch {result.get('torch', '?')}, repeats {result['repeats']}; "
              f"load average at start {result['load_average_start'][0]:.1f}, "
-             f"at end {result['load_average_end'][0]:.1f}.", "",
+             f"at end {result['load_average_end'][0]:.1f}"
+             + ("; our training step rematerialises every block (`--remat`)." if result.get("remat") else "."), "",
              "| shape | model | params | GFLOP fwd / example | network eval (CPU time) | train step (CPU time, peer) | "
              "compile eval / step | peak RSS eval / train | GFLOP/s eval / train |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
@@ -340,12 +342,12 @@ def _machine() -> str:
 
 def run(shapes: list[str], *, peer_python: str | None, peer_script: str | Path = PEER_SCRIPT,
         repeats: int = 5, threads: int | None = None, timeout: float = 3600.0, sides=("peer", "ours"),
-        log=print) -> dict:
+        remat: bool = False, log=print) -> dict:
     """Measure every shape, peer then ours, each phase in a child process; returns the result
     dict (rows, ratios, conditions) that `markdown` formats."""
     result = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
               "machine": _machine(), "cores": os.cpu_count(), "repeats": repeats,
-              "load_average_start": os.getloadavg(), "rows": [], "phases": []}
+              "load_average_start": os.getloadavg(), "remat": remat, "rows": [], "phases": []}
     for name in shapes:
         shape = SHAPES[name]
         jobs = []
@@ -355,7 +357,7 @@ def run(shapes: list[str], *, peer_python: str | None, peer_script: str | Path =
             else:
                 log(f"[{name}] peer skipped: no --peer-python")
         if "ours" in sides:
-            jobs.append(("vdm_fast", lambda ph: ours_command(shape, ph, repeats)))
+            jobs.append(("vdm_fast", lambda ph: ours_command(shape, ph, repeats, remat)))
         for model, command in jobs:
             phase_rows = {}
             for phase in ("eval", "train"):
@@ -388,15 +390,16 @@ def main(argv=None) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch threads for the peer (default: torch's)")
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds per phase process")
     p.add_argument("--json", default=None, help="write the whole result here")
+    p.add_argument("--remat", action="store_true", help="our training step rematerialises every block")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--shape", default=None, help=argparse.SUPPRESS)
     p.add_argument("--phase", default=None, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.worker:
-        print(json.dumps(ours_phase(SHAPES[a.shape], a.phase, a.repeats)), flush=True)
+        print(json.dumps(ours_phase(SHAPES[a.shape], a.phase, a.repeats, a.remat)), flush=True)
         return
     result = run(a.shapes, peer_python=a.peer_python, peer_script=a.peer_script, repeats=a.repeats,
-                 threads=a.threads, timeout=a.timeout, sides=a.sides)
+                 threads=a.threads, timeout=a.timeout, sides=a.sides, remat=a.remat)
     if a.json:
         Path(a.json).write_text(json.dumps(result, indent=1))
     print(markdown(result))

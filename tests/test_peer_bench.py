@@ -151,3 +151,14 @@ def test_attention_benchmark_times_each_path(path, capsys):
     assert row["path"] == path and row["shape"] == [2, 1, 48, 8]
     assert row["chunks"] == [4, 48] and row["backward_tile"] == [16, 16]  # 2 KiB tiles
     assert row["seconds"]["forward"] > 0 and row["seconds"]["forward+backward"] > 0
+
+
+def test_remat_reaches_our_training_phase_and_the_table(fake_peer, monkeypatch):
+    assert peer.ours_command(peer.SHAPES["A"], "train", 2, remat=True)[-1] == "--remat"
+    assert "--remat" not in peer.ours_command(peer.SHAPES["A"], "train", 2)
+    seen = []
+    monkeypatch.setattr(peer, "run_child", lambda cmd, timeout: seen.append(cmd) or {"error": "skipped"})
+    result = peer.run(["T"], peer_python=None, sides=("ours",), repeats=1, remat=True, log=lambda *_: None)
+    assert all(cmd[-1] == "--remat" for cmd in seen) and len(seen) == 2
+    result["load_average_end"] = result["load_average_start"]
+    assert "rematerialises every block" in peer.markdown(result)

@@ -244,3 +244,13 @@ def test_checkpoint_from_another_config(tmp_path):
     opts = dataclasses.replace(_opts(tmp_path), resume=True)  # the flags' config, not the saved one
     with pytest.raises(TrainError, match=r"another configuration.*unet.channels: 16 \(checkpoint\) vs 8"):
         train(opts)
+
+
+@pytest.mark.parametrize("honoured", [False, True])
+def test_remat_warns_where_the_backend_saves_no_memory(tmp_path, monkeypatch, capsys, honoured):
+    from vdm_fast.training import loop
+
+    monkeypatch.setattr(loop, "remat_saves_memory", lambda: honoured)
+    loop.check_options(_opts(tmp_path, remat=True))
+    warned = "--remat" in capsys.readouterr().err
+    assert warned is not honoured
