@@ -64,6 +64,7 @@ from .layers import Dense, GroupNorm, _bias
 
 __all__ = [
     "AttentionPooling", "CHUNK_LOGITS_BYTES", "FUSED_LOGITS_LIMIT_BYTES", "KEY_CHUNK", "LOGITS_LIMIT_BYTES",
+    "QUERY_TILE",
     "SpatialAttention", "TemporalAttention", "attention_implementation", "attention_pooling",
     "chunk_sizes", "dot_product_attention", "frame_attention", "logits_bytes", "memory_efficient_attention",
     "relative_attention", "relative_position_bias", "relative_position_embeddings",
@@ -88,6 +89,12 @@ CHUNK_LOGITS_BYTES = 16 * 2**20
 (N·heads·query_chunk·key_chunk·4 bytes) take at most this (at least one query per chunk)."""
 
 KEY_CHUNK = 1024
+
+QUERY_TILE = 128 * 1024
+"""At most this many logits per batch row and head in one chunk (query_chunk · key_chunk): 128
+queries × 1024 keys (512 KiB of float32) measured fastest forward at both the peer benchmark's
+A and B attention shapes (16 × 1 × 1024 × 32: 0.025 s against 0.033 s with 256 queries; 16 × 2 ×
+4096 × 32: 0.73 s against 1.14 s with 64 queries; docs/benchmarks.md)."""
 """Keys per chunk of the memory-efficient path's online softmax (fewer keys: one chunk)."""
 
 _FUSED_DTYPES = (jnp.bfloat16, jnp.float16)
@@ -109,9 +116,10 @@ def logits_bytes(q, k) -> int:
 def chunk_sizes(n: int, heads: int, sq: int, sk: int) -> tuple[int, int]:
     """(query_chunk, key_chunk) of the memory-efficient path: key_chunk = min(Sk, KEY_CHUNK);
     query_chunk the largest power of two (at most Sq, at least 1) whose chunk logits
-    N·heads·query_chunk·key_chunk·4 bytes fit in CHUNK_LOGITS_BYTES."""
+    N·heads·query_chunk·key_chunk·4 bytes fit in CHUNK_LOGITS_BYTES and whose
+    query_chunk·key_chunk is at most QUERY_TILE."""
     key_chunk = min(sk, KEY_CHUNK)
-    rows = max(1, CHUNK_LOGITS_BYTES // (4 * n * heads * key_chunk))
+    rows = max(1, min(CHUNK_LOGITS_BYTES // (4 * n * heads * key_chunk), QUERY_TILE // key_chunk))
     return min(sq, 2 ** int(math.log2(rows))), key_chunk
 
 
