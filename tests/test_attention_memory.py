@@ -242,3 +242,20 @@ def test_spatial_attention_at_4096_tokens_trains_in_a_fraction_of_the_plain_memo
     np.testing.assert_allclose(out["chunked"]["loss"], out["plain"]["loss"], rtol=1e-5)
     assert out["chunked"]["growth_mib"] < 0.5 * out["plain"]["growth_mib"], out
     assert out["chunked"]["growth_mib"] < 300, out
+
+
+def test_tiles_hold_at_most_128k_logits_per_row_and_head_and_fit_the_chunk_bytes():
+    # the measured choices (docs/benchmarks.md): forward 128 x 1024, backward 2048 x 64 at the
+    # peer benchmark's 64x64 attention, 1024 x 128 at its 32x32 one; never above CHUNK_LOGITS_BYTES
+    import vdm_fast.network.attention_backward as fab
+
+    assert fa.chunk_sizes(16, 1, 1024, 1024) == (128, 1024)
+    assert fa.chunk_sizes(16, 2, 4096, 4096) == (128, 1024)
+    assert fa.chunk_sizes(16, 4, 1024, 1024) == (64, 1024)  # the bytes bound first
+    limit = fa.CHUNK_LOGITS_BYTES
+    assert fab.backward_chunk_sizes(16, 2, 4096, 4096, limit) == (2048, 64)
+    assert fab.backward_chunk_sizes(16, 1, 1024, 1024, limit) == (1024, 128)
+    for n, heads, sq, sk in [(16, 4, 1024, 1024), (80, 4, 64, 64), (1, 1, 100, 3), (64, 8, 4096, 333)]:
+        rows, keys = fab.backward_chunk_sizes(n, heads, sq, sk, limit)
+        assert 1 <= rows <= sq and 1 <= keys <= sk
+        assert rows * keys <= fab.BACKWARD_TILE and 4 * n * heads * rows * keys <= max(limit, 4 * n * heads * keys)

@@ -13,7 +13,8 @@ under `jax.checkpoint` does: the query chunk's recompute, then the key chunk's),
 logits outlive it: the pass holds dq, dk, dv and one tile. Measured on the 2-core CPU at the
 64x64 spatial attention of the peer benchmark's shape B (16 frames, 2 heads of 32, 4096 tokens):
 forward + backward 2.36 s against 3.49 s by automatic differentiation (docs/benchmarks.md).
-Tall, narrow tiles measured fastest there (`backward_chunk_sizes`).
+Tall, narrow tiles of 128K logits per batch row and head measured fastest there and at the
+32×32 attention of shape A (`backward_chunk_sizes`).
 """
 
 from __future__ import annotations
@@ -23,19 +24,33 @@ import math
 import jax
 import jax.numpy as jnp
 
-__all__ = ["BACKWARD_KEY_CHUNK", "attention_backward", "backward_chunk_sizes"]
+__all__ = ["BACKWARD_KEY_CHUNK", "BACKWARD_TILE", "attention_backward", "backward_chunk_sizes"]
 
 BACKWARD_KEY_CHUNK = 64
 """Keys per backward tile. At shape B's 4096 tokens (16 frames × 2 heads), tiles of 1024-2048
 queries × 64 keys took 2.36-2.38 s for forward + backward, 128 × 1024 2.66 s, 512 × 256 2.51 s."""
 
 
+BACKWARD_TILE = 128 * 1024
+"""At most this many logits per batch row and head in one backward tile (rows · keys). Both
+shapes measured fastest at it: 2048 × 64 at B's 64×64 attention, 1024 × 128 at A's 32×32 (1024
+queries × 16 frames × 1 head: 0.080 s forward + backward against 0.089 s with 1024 × 64 and
+0.095 s with 1024 × 256)."""
+
+
+def _pow2_floor(x: int) -> int:
+    return 2 ** int(math.log2(max(1, x)))
+
+
 def backward_chunk_sizes(n: int, heads: int, sq: int, sk: int, tile_bytes: int) -> tuple[int, int]:
-    """(query rows, keys) of a backward tile: keys = min(Sk, BACKWARD_KEY_CHUNK); rows the largest
-    power of two (at most Sq, at least 1) whose float32 tile N·heads·rows·keys·4 fits tile_bytes."""
+    """(query rows, keys) of a backward tile. Keys = min(Sk, BACKWARD_KEY_CHUNK); rows the largest
+    power of two (at most Sq, at least 1) whose float32 tile N·heads·rows·keys·4 fits tile_bytes
+    and rows·keys ≤ BACKWARD_TILE. Where Sq leaves the tile short of BACKWARD_TILE, the keys widen
+    (powers of two) as far as Sk, BACKWARD_TILE and tile_bytes allow."""
     keys = min(sk, BACKWARD_KEY_CHUNK)
-    rows = max(1, tile_bytes // (4 * n * heads * keys))
-    return min(sq, 2 ** int(math.log2(rows))), keys
+    rows = min(sq, _pow2_floor(tile_bytes // (4 * n * heads * keys)), _pow2_floor(BACKWARD_TILE // keys))
+    wider = min(_pow2_floor(BACKWARD_TILE // rows), _pow2_floor(tile_bytes // (4 * n * heads * rows)))
+    return rows, min(sk, max(keys, wider))
 
 
 def _slice(a, start, size):
