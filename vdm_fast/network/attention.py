@@ -89,13 +89,13 @@ CHUNK_LOGITS_BYTES = 16 * 2**20
 (N·heads·query_chunk·key_chunk·4 bytes) take at most this (at least one query per chunk)."""
 
 KEY_CHUNK = 1024
+"""Keys per chunk of the memory-efficient path's online softmax (fewer keys: one chunk)."""
 
 QUERY_TILE = 128 * 1024
 """At most this many logits per batch row and head in one chunk (query_chunk · key_chunk): 128
 queries × 1024 keys (512 KiB of float32) measured fastest forward at both the peer benchmark's
 A and B attention shapes (16 × 1 × 1024 × 32: 0.025 s against 0.033 s with 256 queries; 16 × 2 ×
 4096 × 32: 0.73 s against 1.14 s with 64 queries; docs/benchmarks.md)."""
-"""Keys per chunk of the memory-efficient path's online softmax (fewer keys: one chunk)."""
 
 _FUSED_DTYPES = (jnp.bfloat16, jnp.float16)
 
@@ -219,10 +219,14 @@ def _chunked_heads_major(q, k, v, bias=None, mask=None, rel_key=None, rel_value=
     cq, ck = chunk_sizes(n, heads, sq, sk)
     cq, ck = min(sq, query_chunk or cq), min(sk, key_chunk or ck)
     q = q * jnp.asarray(1.0 / np.sqrt(d), q.dtype)
-    plain = bias is None and mask is None and rel_key is None and rel_value is None
-    if plain and (cq, ck) != (sq, sk):
+    if _fusable(bias, mask, rel_key, rel_value) and (cq, ck) != (sq, sk):
         return _fused_attention(q, k, v, cq, ck)
     return _chunk_loop(q, (k, v, bias, mask, rel_key, rel_value), cq, ck, checkpoint=True)[0]
+
+
+def _fusable(bias, mask, rel_key, rel_value) -> bool:
+    """Plain softmax(q kᵀ) v, which `attention_backward` differentiates: no bias, mask or Shaw tables."""
+    return bias is None and mask is None and rel_key is None and rel_value is None
 
 
 def _chunk_loop(q, args, cq, ck, checkpoint):
@@ -295,8 +299,8 @@ def _xla_heads_major(q, k, v, bias=None, mask=None, rel_key=None, rel_value=None
     float32 logits take at most LOGITS_LIMIT_BYTES (FUSED_LOGITS_LIMIT_BYTES without bias, mask
     or Shaw tables), else the memory-efficient chunking."""
     n, heads, sq, _ = q.shape
-    fused = bias is None and mask is None and rel_key is None and rel_value is None
-    one_chunk = 4 * n * heads * sq * k.shape[2] <= (FUSED_LOGITS_LIMIT_BYTES if fused else LOGITS_LIMIT_BYTES)
+    limit = FUSED_LOGITS_LIMIT_BYTES if _fusable(bias, mask, rel_key, rel_value) else LOGITS_LIMIT_BYTES
+    one_chunk = 4 * n * heads * sq * k.shape[2] <= limit
     return _chunked_heads_major(q, k, v, bias, mask, rel_key, rel_value,
                                 query_chunk=sq if one_chunk else None,
                                 key_chunk=k.shape[2] if one_chunk else None)
