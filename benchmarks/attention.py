@@ -1,5 +1,6 @@
-"""Time one attention, forward and forward + backward, by each XLA path (docs/benchmarks.md,
-"The attention backward"):
+"""Time one attention, forward and forward + backward, by each XLA path.
+
+docs/benchmarks.md, "The attention backward":
 
     python -m benchmarks.attention --shape 16 2 4096 32                  # the memory-efficient path
     python -m benchmarks.attention --shape 16 2 4096 32 --path plain     # one chunk (the logits, once)
@@ -25,10 +26,13 @@ import numpy as np
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--shape", nargs=4, type=int, default=[16, 2, 4096, 32], metavar=("N", "HEADS", "S", "D"))
-    p.add_argument("--path", choices=["fused", "checkpointed", "plain"], default="fused")
-    p.add_argument("--backward-keys", type=int, default=None)
-    p.add_argument("--tile-mib", type=float, default=None)
+    p.add_argument("--shape", nargs=4, type=int, default=[16, 2, 4096, 32], metavar=("N", "HEADS", "S", "D"),
+                   help="q, k, v [N, heads, S, d] (default: shape B's 64x64 attention)")
+    p.add_argument("--path", choices=["fused", "checkpointed", "plain"], default="fused",
+                   help="fused: the chunks with the custom-VJP backward; checkpointed: automatic "
+                        "differentiation through the checkpointed chunks; plain: one chunk (default: %(default)s)")
+    p.add_argument("--backward-keys", type=int, default=None, help="BACKWARD_KEY_CHUNK (default: the package's)")
+    p.add_argument("--tile-mib", type=float, default=None, help="CHUNK_LOGITS_BYTES in MiB (default: the package's)")
     p.add_argument("--repeats", type=int, default=5)
     args = p.parse_args(argv)
 
