@@ -68,6 +68,27 @@ def test_out_suffix_sets_the_format(checkpoint, tmp_path):
     assert (tmp_path / "z.gif").is_file()
 
 
+def test_a_dot_in_the_out_name_stays_in_every_file_name(checkpoint, tmp_path):
+    """`--out run0.5.gif` writes run0.5.gif/.png/.npz and leaves run0.gif/.png (another run's) alone."""
+    for name in ("run0.gif", "run0.png", "run0.npz"):
+        (tmp_path / name).write_bytes(b"another run")
+    cli.main(["sample", "--checkpoint", str(checkpoint), *FAST, "--out", str(tmp_path / "run0.5.gif")])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run0.5.gif", "run0.5.npz", "run0.5.png", "run0.gif",
+                                                          "run0.npz", "run0.png"]
+    assert all((tmp_path / n).read_bytes() == b"another run" for n in ("run0.gif", "run0.png", "run0.npz"))
+
+
+def test_delta_reaches_the_langevin_step(checkpoint, tmp_path):
+    """--delta changes predictor-corrector samples (Eq. 5) and nothing without the corrector."""
+    def video(*flags):
+        out = tmp_path / f"o{len(list(tmp_path.iterdir()))}"
+        cli.main(["sample", "--checkpoint", str(checkpoint), *FAST, "--format", "gif", "--out", str(out), *flags])
+        return np.load(out.parent / (out.name + ".npz"))["video"]
+
+    assert not np.allclose(video("--corrector", "True"), video("--corrector", "True", "--delta", "0.5"))
+    np.testing.assert_array_equal(video("--corrector", "False"), video("--corrector", "False", "--delta", "0.5"))
+
+
 def test_unknown_or_conflicting_out_suffix_is_one_line(checkpoint, tmp_path, no_sampling):
     msg = one_line_error(["sample", "--checkpoint", str(checkpoint), *FAST, "--out", str(tmp_path / "x.avi")])
     assert "unknown suffix '.avi'" in msg and ".mp4 or .gif" in msg
@@ -118,6 +139,8 @@ def test_damaged_meta_is_one_line(checkpoint, tmp_path, no_sampling):
     (["--fps", "inf"], "--fps inf: expected a finite number"),
     (["--gamma", "1.5"], r"--gamma 1.5: expected a value in \[0, 1\]"),
     (["--length", "0"], "--length 0: expected >= 1"),
+    (["--delta", "0"], "--delta 0.0: expected > 0"),
+    (["--delta", "nan"], "--delta nan: expected a finite number"),
     (["--seed", str(2**70)], "--seed"),
     (["--checkpoint", "/nonexistent/run"], "no checkpoint at '/nonexistent/run'"),
 ])

@@ -34,7 +34,7 @@ from vdm_fast.inputs import (
 )
 
 from .model import open_model
-from .outputs import VIDEO_FORMATS, output_paths, tile_videos, write_outputs
+from .outputs import VIDEO_FORMATS, beside, output_paths, tile_videos, write_outputs
 
 
 class Generated(NamedTuple):
@@ -72,6 +72,8 @@ class GenerateOptions(abc.ABC):
     """γ of the ancestral sampler, Eq. 4 (default: the model config's)."""
     corrector: bool | None = None
     """Predictor-corrector: a Langevin step (Eq. 5) after each ancestral step (default: config's)."""
+    delta: float | None = None
+    """Step size δ of the Langevin correction, Eq. 5 (default: the config's; the paper's 0.1)."""
     clip_x: bool = True
     """Clip x̂ to [-1, 1] at every step (static thresholding; straight-through for guidance)."""
     ema: bool = True
@@ -85,7 +87,7 @@ class GenerateOptions(abc.ABC):
     #: Least value of integer flags (None values are not checked).
     MINIMUMS: ClassVar[dict] = {"batch_size": 1, "steps": 2}
     #: Float flags that must be finite numbers.
-    FINITE: ClassVar[tuple] = ("fps", "gamma")
+    FINITE: ClassVar[tuple] = ("fps", "gamma", "delta")
 
     @abc.abstractmethod
     def generate(self, model) -> Generated:
@@ -96,7 +98,7 @@ class GenerateOptions(abc.ABC):
         t0 = time.perf_counter()
         with usage_errors():
             stem, fmt = self.output()
-            check_flags(dataclasses.asdict(self), minimums=self.MINIMUMS, positive=("fps",), finite=self.FINITE,
+            check_flags(dataclasses.asdict(self), minimums=self.MINIMUMS, positive=("fps", "delta"), finite=self.FINITE,
                         unit_interval=("gamma",))
             model = open_model(self.checkpoint, backend=self.backend, ema=self.ema)
         with usage_errors(ValueError):
@@ -141,7 +143,8 @@ class GenerateOptions(abc.ABC):
         from .engine import SamplerOptions
 
         return SamplerOptions.from_config(model.config.diffusion, steps=self.steps, gamma=self.gamma,
-                                          corrector=self.corrector, clip_x=self.clip_x, **extra)
+                                          corrector=self.corrector, delta=self.delta, clip_x=self.clip_x,
+                                          **extra)
 
     def write(self, stem: Path, fmt: str, result: Generated) -> None:
         from vdm_ref.support.data import write_frame_grid, write_video
@@ -154,7 +157,7 @@ class GenerateOptions(abc.ABC):
         for name, extra_video in (result.videos or {}).items():
             write_video(stem.parent / f"{stem.name}_{name}.{fmt}", tile_videos(extra_video), fps=self.fps)
             write_frame_grid(stem.parent / f"{stem.name}_{name}.png", extra_video)
-        print(f"wrote {stem.with_suffix('.' + fmt)}, {stem.with_suffix('.png')}, {stem.with_suffix('.npz')}: "
+        print(f"wrote {beside(stem, '.' + fmt)}, {beside(stem, '.png')}, {beside(stem, '.npz')}: "
               f"{video.shape[0]} videos of {video.shape[1]} frames {video.shape[2]}x{video.shape[3]}"
               + (f"; block boundaries at frames {boundaries}" if boundaries else ""))
 

@@ -18,10 +18,16 @@ import numpy as np
 VIDEO_FORMATS = ("mp4", "gif")
 
 
+def beside(stem: Path, ending: str) -> Path:
+    """STEM + ending: `stem.name` kept whole (a stem "run0.5" gives "run0.5.png", where
+    `with_suffix` would write "run0.png" and overwrite another run's file)."""
+    return stem.parent / (stem.name + ending)
+
+
 def output_paths(stem: Path, fmt: str) -> list[Path]:
     """Every file `write_outputs` may write for `stem`."""
-    return [stem.with_suffix(f".{fmt}"), stem.with_suffix(".png"), stem.parent / (stem.name + "_boundaries.png"),
-            stem.with_suffix(".npz"), stem.with_suffix(".json")]
+    return [beside(stem, f".{fmt}"), beside(stem, ".png"), beside(stem, "_boundaries.png"),
+            beside(stem, ".npz"), beside(stem, ".json")]
 
 
 def write_outputs(stem: Path, fmt: str, video: np.ndarray, *, fps: float, boundaries=(),
@@ -31,20 +37,20 @@ def write_outputs(stem: Path, fmt: str, video: np.ndarray, *, fps: float, bounda
 
     stem.parent.mkdir(parents=True, exist_ok=True)
     boundaries = [int(b) for b in boundaries]
-    written = [write_video(stem.with_suffix(f".{fmt}"), tile_videos(video), fps=fps),
-               write_frame_grid(stem.with_suffix(".png"), video)]
+    written = [write_video(beside(stem, f".{fmt}"), tile_videos(video), fps=fps),
+               write_frame_grid(beside(stem, ".png"), video)]
     if boundaries:
         from PIL import Image
 
-        path = stem.parent / (stem.name + "_boundaries.png")
+        path = beside(stem, "_boundaries.png")
         Image.fromarray(boundary_strip(video, boundaries)).save(path)
         written.append(path)
-    np.savez_compressed(stem.with_suffix(".npz"), video=video.astype(np.float32),
+    np.savez_compressed(beside(stem, ".npz"), video=video.astype(np.float32),
                         boundaries=np.asarray(boundaries, np.int64))
-    written.append(stem.with_suffix(".npz"))
+    written.append(beside(stem, ".npz"))
     if extra:
-        stem.with_suffix(".json").write_text(json.dumps(extra, indent=1, sort_keys=True))
-        written.append(stem.with_suffix(".json"))
+        beside(stem, ".json").write_text(json.dumps(extra, indent=1, sort_keys=True))
+        written.append(beside(stem, ".json"))
     return [Path(p) for p in written]
 
 
