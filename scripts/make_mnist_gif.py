@@ -29,9 +29,10 @@ def make_example(out: str | Path = ROOT / "docs/assets/moving_mnist_example", *,
                      digit_size=digit_size, frameskip=frameskip, seed=seed)
     video, caption = ds.clip(index), ds.caption(index)
     out = Path(out)
-    gif = write_video(out.with_suffix(".gif"), video, fps=fps)
-    png = write_frame_grid(out.with_suffix(".png"), video)
-    out.with_suffix(".txt").write_text(caption + "\n", encoding="utf-8")
+    beside = lambda ending: out.parent / (out.name + ending)  # noqa: E731  ("v0.5" stays "v0.5.gif")
+    gif = write_video(beside(".gif"), video, fps=fps)
+    png = write_frame_grid(beside(".png"), video)
+    beside(".txt").write_text(caption + "\n", encoding="utf-8")
     return gif, png, caption
 
 
