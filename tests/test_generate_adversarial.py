@@ -78,6 +78,31 @@ def test_a_dot_in_the_out_name_stays_in_every_file_name(checkpoint, tmp_path):
     assert all((tmp_path / n).read_bytes() == b"another run" for n in ("run0.gif", "run0.png", "run0.npz"))
 
 
+def test_the_default_out_never_replaces_earlier_samples(checkpoint, tmp_path, monkeypatch):
+    """Without --out, a second `sample` writes samples/sample-2.*; the first run's files stay."""
+    monkeypatch.chdir(tmp_path)
+    cli.main(["sample", "--checkpoint", str(checkpoint), *FAST, "--format", "gif"])
+    first = {p.name: p.read_bytes() for p in (tmp_path / "samples").iterdir()}
+    assert sorted(first) == ["sample.gif", "sample.npz", "sample.png"]
+    cli.main(["sample", "--checkpoint", str(checkpoint), *FAST, "--format", "gif", "--seed", "1"])
+    cli.main(["sample", "--checkpoint", str(checkpoint), *FAST, "--format", "gif", "--seed", "2"])
+    names = sorted(p.name for p in (tmp_path / "samples").iterdir())
+    assert names == sorted(["sample.gif", "sample.npz", "sample.png", "sample-2.gif", "sample-2.npz", "sample-2.png",
+                            "sample-3.gif", "sample-3.npz", "sample-3.png"])
+    assert all((tmp_path / "samples" / n).read_bytes() == b for n, b in first.items())
+
+
+def test_the_default_evaluation_out_never_replaces_an_earlier_one(checkpoint, tmp_path, monkeypatch):
+    from vdm_fast.evaluation.command import Evaluate
+
+    monkeypatch.chdir(tmp_path)
+    name = checkpoint.name
+    assert Evaluate(checkpoint=str(checkpoint)).default_out() == Path("evaluations") / f"{name}.json"
+    (tmp_path / "evaluations").mkdir()
+    (tmp_path / "evaluations" / f"{name}.json").write_text("{}")
+    assert Evaluate(checkpoint=str(checkpoint)).default_out() == Path("evaluations") / f"{name}-2.json"
+
+
 def test_delta_reaches_the_langevin_step(checkpoint, tmp_path):
     """--delta changes predictor-corrector samples (Eq. 5) and nothing without the corrector."""
     def video(*flags):

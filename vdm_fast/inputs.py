@@ -24,7 +24,7 @@ import contextlib
 import functools
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -99,6 +99,17 @@ def check_flags(values: dict, *, minimums: dict | None = None, positive: Sequenc
             bad(name, "a value in [0, 1]")
     if "seed" in present and not -(2**63) <= present["seed"] < 2**63 - 1:
         bad("seed", "an integer in [-2**63, 2**63 - 2]")
+
+
+def first_free(stem: Path, paths_of: Callable[[Path], Iterable[Path]]) -> Path:
+    """`stem`, or the first of stem-2, stem-3, ... none of whose files `paths_of(stem)` exists:
+    where a command writes to its default path, earlier results are kept, never replaced."""
+    stem = Path(stem)
+    candidate, n = stem, 1
+    while any(p.exists() for p in paths_of(candidate)):
+        n += 1
+        candidate = stem.parent / f"{stem.name}-{n}"
+    return candidate
 
 
 def check_writable(path: str | Path, flag: str) -> None:

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Literal
 
 from vdm_fast.generation import open_model
-from vdm_fast.inputs import DEFAULT_CHECKPOINT, InputError, check_writable, resolve_checkpoint, usage_errors
+from vdm_fast.inputs import (DEFAULT_CHECKPOINT, InputError, check_writable, first_free, resolve_checkpoint,
+                             usage_errors)
 
 from .report import format_table, write_results
 from .run import Embed, evaluate
@@ -29,7 +30,8 @@ class Evaluate(EvalSettings):
     checkpoint: str = DEFAULT_CHECKPOINT
     """Checkpoint directory, or a training run directory (its newest checkpoint)."""
     out: str = ""
-    """JSON output path (default: evaluations/<checkpoint name>.json)."""
+    """JSON output path (default: evaluations/<checkpoint name>.json, or <name>-2.json, ... where an
+    earlier evaluation is: a default never replaces a file)."""
     save_videos: str = ""
     """A folder for PNG frame grids of the first 4 videos of each row (and of the real clips)."""
     backend: Literal["fast", "ref"] = "fast"
@@ -43,7 +45,7 @@ class Evaluate(EvalSettings):
         """Check the outputs, load the model, evaluate (`run.evaluate`), write and print the results.
         Every user error is a one-line `UsageError` before any sampling."""
         with usage_errors():
-            out = Path(self.out or f"evaluations/{resolve_checkpoint(self.checkpoint).name}.json")
+            out = Path(self.out) if self.out else self.default_out()
             check_writable(out, "--out")
             if self.save_videos:
                 if Path(self.save_videos).is_file():
@@ -59,6 +61,12 @@ class Evaluate(EvalSettings):
         print(format_table(results))
         print(f"wrote {out} ({results['seconds']:.0f} s)")
         return results
+
+    def default_out(self) -> Path:
+        """evaluations/<checkpoint name>.json, or <name>-2.json, ... where an earlier one is."""
+        json_of = lambda s: s.parent / f"{s.name}.json"  # noqa: E731
+        return json_of(first_free(Path("evaluations") / resolve_checkpoint(self.checkpoint).name,
+                                  lambda s: [json_of(s)]))
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -28,6 +28,7 @@ from vdm_fast.inputs import (
     check_flags,
     check_writable,
     dataset_clips,
+    first_free,
     load_input_video,
     unfamiliar_caption,
     usage_errors,
@@ -56,7 +57,8 @@ class GenerateOptions(abc.ABC):
     backend: Literal["fast", "ref"] = "fast"
     """'fast': Equinox U-Net and compiled sampler loops; 'ref': vdm_ref network and Python loops."""
     out: str = ""
-    """Output path (default: samples/<command>); its suffix .mp4 or .gif sets the video format."""
+    """Output path (default: samples/<command>, or samples/<command>-2, -3, ... where earlier samples
+    are: a default never replaces a file); its suffix .mp4 or .gif sets the video format."""
     format: Literal["mp4", "gif"] | None = None
     """Video file format (default: the suffix of --out, else mp4); a PNG frame grid and an .npz are
     always written too."""
@@ -133,10 +135,16 @@ class GenerateOptions(abc.ABC):
             stem = out.with_suffix("")
         else:
             stem, fmt = out, self.format or "mp4"
-        for path in output_paths(stem, fmt) + [stem.parent / f"{stem.name}_{name}{ext}" for name in self.STAGES
-                                               for ext in (f".{fmt}", ".png")]:
+        if not self.out:  # the default path: earlier samples stay (samples/sample-2, ...)
+            stem = first_free(stem, lambda s: self.paths(s, fmt))
+        for path in self.paths(stem, fmt):
             check_writable(path, "--out")
         return stem, fmt
+
+    def paths(self, stem: Path, fmt: str) -> list[Path]:
+        """Every file the command may write for `stem`."""
+        return output_paths(stem, fmt) + [beside(stem, f"_{name}{ext}") for name in self.STAGES
+                                          for ext in (f".{fmt}", ".png")]
 
     def options(self, model, **extra):
         """The `SamplerOptions`: the model config's, overridden by the flags given."""
