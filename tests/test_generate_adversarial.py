@@ -114,6 +114,38 @@ def test_delta_reaches_the_langevin_step(checkpoint, tmp_path):
     np.testing.assert_array_equal(video("--corrector", "False"), video("--corrector", "False", "--delta", "0.5"))
 
 
+@pytest.mark.parametrize("command", ["extend", "predict"])
+def test_out_never_writes_over_or_into_an_input(checkpoint, tmp_path, no_sampling, command):
+    """--out naming the input video (walk.gif -> walk), a frame folder or the checkpoint's files is
+    refused before sampling, and the input is unchanged."""
+    from vdm_ref.support.data import write_frame_grid, write_video
+
+    video = np.zeros((4, 8, 8, 1), np.float32)
+    walk = write_video(tmp_path / "walk.gif", video, fps=8.0)
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(4):
+        write_frame_grid(frames / f"{i:03d}.png", video[None, i:i + 1])
+    before = snapshot(tmp_path, checkpoint)
+    for video_flag, out, clash in ((walk, tmp_path / "walk", f"would write over the input --video {walk}"),
+                                   (frames, frames / "o", "would write o.gif into the input frame folder --video")):
+        msg = one_line_error([command, "--checkpoint", str(checkpoint), *FAST, "--out", str(out), "--format", "gif",
+                              "--video", str(video_flag)])
+        assert clash in msg
+    (step,) = sorted((checkpoint / "checkpoints").glob("step_*"))
+    msg = one_line_error([command, "--checkpoint", str(step), *FAST, "--out", str(step / "arrays"), "--video",
+                          str(walk)])
+    assert "would write over arrays.npz of the input --checkpoint" in msg
+    assert snapshot(tmp_path, checkpoint) == before
+
+
+def test_the_extra_files_of_upsample_and_cascade_are_checked_before_sampling():
+    from vdm_fast.generation.commands import Cascade, Upsample
+
+    assert Path("o_low_res.png") in Upsample().paths(Path("o"), "gif")
+    assert {Path("o_base.gif"), Path("o_stages.png")} <= set(Cascade().paths(Path("o"), "gif"))
+
+
 def test_unknown_or_conflicting_out_suffix_is_one_line(checkpoint, tmp_path, no_sampling):
     msg = one_line_error(["sample", "--checkpoint", str(checkpoint), *FAST, "--out", str(tmp_path / "x.avi")])
     assert "unknown suffix '.avi'" in msg and ".mp4 or .gif" in msg

@@ -209,6 +209,7 @@ class Upsample(FromVideo):
     """High-resolution frames each later block conditions on (default: half a block)."""
 
     command: ClassVar[str] = "upsample"
+    GRIDS: ClassVar[tuple] = ("low_res",)
     MINIMUMS: ClassVar[dict] = {**FromVideo.MINIMUMS, "factor": 1, "frameskip": 1, "low_frames": 1,
                                 "context_frames": 0}
 
@@ -268,6 +269,9 @@ class Cascade(Conditioned):
     MINIMUMS: ClassVar[dict] = {**Conditioned.MINIMUMS, "frameskip": 1, "base_frames": 1, "context_frames": 0,
                                 "w_r": 0}
     FINITE: ClassVar[tuple] = Conditioned.FINITE + ("w_r",)
+
+    def inputs(self) -> list[tuple[str, str]]:
+        return super().inputs() + [("--base", self.base)]
 
     def generate(self, model) -> Generated:
         from .tasks import cascade

@@ -29,6 +29,7 @@ from vdm_fast.inputs import (
     check_writable,
     dataset_clips,
     first_free,
+    resolve_checkpoint,
     load_input_video,
     unfamiliar_caption,
     usage_errors,
@@ -86,6 +87,8 @@ class GenerateOptions(abc.ABC):
     command: ClassVar[str] = "generate"
     #: Names of the extra videos `generate` returns (written as STEM_<name>.<format> and .png).
     STAGES: ClassVar[tuple] = ()
+    #: Names of the extra frame grids `generate` returns (written as STEM_<name>.png).
+    GRIDS: ClassVar[tuple] = ()
     #: Least value of integer flags (None values are not checked).
     MINIMUMS: ClassVar[dict] = {"batch_size": 1, "steps": 2}
     #: Float flags that must be finite numbers.
@@ -139,12 +142,30 @@ class GenerateOptions(abc.ABC):
             stem = first_free(stem, lambda s: self.paths(s, fmt))
         for path in self.paths(stem, fmt):
             check_writable(path, "--out")
+            for flag, given in self.inputs():
+                given = resolve_checkpoint(given, flag) if flag in ("--checkpoint", "--base") else Path(given)
+                inside = given.is_dir() and path.parent.resolve() == given.resolve()
+                # a frame folder takes every image in it: nothing may be added; a checkpoint keeps its files
+                if path.exists() and path.samefile(given):
+                    clash = f"over the input {flag} {given}"
+                elif path.exists() and inside:
+                    clash = f"over {path.name} of the input {flag} {given}"
+                elif inside and flag == "--video":
+                    clash = f"{path.name} into the input frame folder {flag} {given}"
+                else:
+                    continue
+                raise InputError(f"--out {self.out or stem}: would write {clash}; choose another --out")
         return stem, fmt
+
+    def inputs(self) -> list[tuple[str, str]]:
+        """(flag, path) of the inputs (files or folders) that the outputs must never replace."""
+        return [("--checkpoint", self.checkpoint)]
 
     def paths(self, stem: Path, fmt: str) -> list[Path]:
         """Every file the command may write for `stem`."""
         return output_paths(stem, fmt) + [beside(stem, f"_{name}{ext}") for name in self.STAGES
-                                          for ext in (f".{fmt}", ".png")]
+                                          for ext in (f".{fmt}", ".png")] + [
+            beside(stem, f"_{name}.png") for name in self.GRIDS]
 
     def options(self, model, **extra):
         """The `SamplerOptions`: the model config's, overridden by the flags given."""
@@ -244,6 +265,9 @@ class FromVideo(Conditioned):
 
     MINIMUMS: ClassVar[dict] = {**Conditioned.MINIMUMS, "clip": 0, "w_r": 0}
     FINITE: ClassVar[tuple] = Conditioned.FINITE + ("w_r",)
+
+    def inputs(self) -> list[tuple[str, str]]:
+        return super().inputs() + ([("--video", self.video)] if self.video is not None else [])
 
     def source(self, model, num_frames: int, *, own_size: bool = False) -> np.ndarray:
         """The input video [batch_size, T, H, W, C]: --video (at its own size with `own_size`)
