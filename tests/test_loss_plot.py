@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 
-from vdm_fast.training.rundir import plot_losses, smooth_loss
+from vdm_fast.training.rundir import append_metrics, plot_losses, read_metrics, smooth_loss
 
 
 def _decaying(n=600):
@@ -33,5 +33,18 @@ def test_short_runs_draw_no_trend_but_a_plot(tmp_path):
     assert smooth_loss(steps, loss) is None
     metrics = tmp_path / "metrics.jsonl"
     metrics.write_text("".join(json.dumps({"step": int(s), "loss": float(v)}) + "\n" for s, v in zip(steps, loss)))
+    plot_losses(metrics, tmp_path / "loss.png")
+    assert (tmp_path / "loss.png").stat().st_size > 0
+
+
+def test_a_line_cut_short_by_a_kill_is_skipped_and_the_next_row_starts_a_new_line(tmp_path):
+    """A run killed mid-write leaves half a line; resuming appends after it and still plots."""
+    metrics = tmp_path / "metrics.jsonl"
+    for step in range(1, 40):
+        append_metrics(metrics, {"step": step, "loss": 1.0 / step})
+    metrics.write_text(metrics.read_text() + '{"step": 40, "lo')  # the kill
+    append_metrics(metrics, {"step": 41, "loss": 0.02})
+    rows = read_metrics(metrics)
+    assert [r["step"] for r in rows] == list(range(1, 40)) + [41]
     plot_losses(metrics, tmp_path / "loss.png")
     assert (tmp_path / "loss.png").stat().st_size > 0

@@ -35,8 +35,8 @@ from .data import Batcher, Prefetcher, clip_caption, make_dataset
 from .errors import NonFiniteLossError, TrainError
 from .memory import check_memory, remat_saves_memory
 from .options import TrainOptions
-from .rundir import (check_resume_compatible, check_run_dir, plot_losses, prepare_run_dir, run_metadata,
-                     write_marker, write_samples)
+from .rundir import (append_metrics, check_resume_compatible, check_run_dir, plot_losses, prepare_run_dir,
+                     run_metadata, write_marker, write_samples)
 from vdm_fast.inputs import InputError, resolve_checkpoint
 from vdm_fast.train import BACKENDS, make_step, step_key
 
@@ -261,8 +261,7 @@ class _Run:
     def log(self, row: dict) -> None:
         """Append one JSON line to metrics.jsonl (process 0)."""
         if self.is_main:
-            with open(self.metrics_path, "a") as f:
-                f.write(json.dumps(row) + "\n")
+            append_metrics(self.metrics_path, row)
 
     # ---- the loop
 

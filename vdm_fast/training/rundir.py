@@ -236,13 +236,33 @@ def smooth_loss(steps: np.ndarray, loss: np.ndarray) -> tuple[np.ndarray, np.nda
     return steps[k // 2: k // 2 + len(smooth)], smooth, k
 
 
+def append_metrics(metrics_path: Path, row: dict) -> None:
+    """Append `row` as one JSON line; after a line cut short (a killed run, a full disk), on a
+    line of its own."""
+    with open(metrics_path, "ab+") as f:
+        cut = f.tell() > 0 and (f.seek(-1, 2), f.read(1))[1] != b"\n"
+        f.write((b"\n" if cut else b"") + (json.dumps(row) + "\n").encode())
+
+
+def read_metrics(metrics_path: Path) -> list[dict]:
+    """The rows of metrics.jsonl, skipping lines that are not whole JSON objects (cut short)."""
+    rows = []
+    for line in metrics_path.read_text(errors="replace").splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
+
+
 def plot_losses(metrics_path: Path, out: Path) -> None:
     """loss.png: the logged training loss against the step (log scale), with a running mean.
     Nothing is drawn before the first logged loss (no metrics.jsonl yet)."""
     if not metrics_path.is_file():
         return
-    rows = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
-    rows = [r for r in rows if "loss" in r]
+    rows = [r for r in read_metrics(metrics_path) if "loss" in r]
     if not rows:
         return
     import matplotlib
