@@ -112,7 +112,16 @@ class Bench:
 
     def run(self) -> None:
         from benchmarks.bench import main as bench
+        from vdm_fast.inputs import InputError, check_flags, check_writable, usage_errors
+        from vdm_ref.configs import PRESETS
 
+        with usage_errors():  # before the first measurement
+            unknown = [p for p in self.presets if p not in PRESETS]
+            if unknown:
+                raise InputError(f"--presets {' '.join(unknown)}: unknown; expected names from {sorted(PRESETS)}")
+            check_flags(dataclasses.asdict(self), minimums={"batch": 1, "repeats": 1}, finite=("reference_max_gflop",))
+            if self.json_path:
+                check_writable(self.json_path, "--json-path")
         bench(presets=self.presets, batch=self.batch, repeats=self.repeats, reference=self.reference,
               reference_max_gflop=self.reference_max_gflop, json_path=self.json_path)
 

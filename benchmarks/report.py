@@ -9,6 +9,7 @@ import os
 import platform
 import subprocess
 from collections.abc import Sequence
+from pathlib import Path
 
 
 def machine() -> dict:
@@ -119,5 +120,6 @@ def report(results: Sequence[dict], info: dict) -> str:
 
 def write_json(path: str, info: dict, results: Sequence[dict]) -> None:
     """Write {"machine": info, "results": results} to `path` as indented JSON."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:
         json.dump({"machine": info, "results": list(results)}, f, indent=2)

@@ -7,6 +7,7 @@ compiles the tiny U-Net, both samplers around it and each block alone (about 55 
 """
 
 import json
+import re
 
 import pytest
 
@@ -85,6 +86,21 @@ def test_bad_arguments_are_refused_before_any_work():
         bench.main(presets=("no-such-preset",), isolate=False, log=lambda s: None)
     with pytest.raises(ValueError, match="repeats"):
         bench.main(presets=("tiny",), repeats=0, isolate=False, log=lambda s: None)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--presets", "nope"], "--presets nope: unknown"),
+    (["--batch", "0"], "--batch 0: expected >= 1"),
+    (["--repeats", "0"], "--repeats 0: expected >= 1"),
+    (["--json-path", "FILE/x.json"], "--json-path .*FILE/x.json: cannot create it"),
+])
+def test_bad_bench_flags_are_one_line_before_any_work(tmp_path, monkeypatch, flags, message):
+    from tiny_models import one_line_error
+
+    (tmp_path / "FILE").write_text("a file")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(bench, "main", lambda **kw: pytest.fail("benchmark started despite bad flags"))
+    assert re.search(message, one_line_error(["bench", "--presets", "tiny", *flags]))
 
 
 def test_command_line_flags():
