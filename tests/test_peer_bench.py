@@ -162,3 +162,10 @@ def test_remat_reaches_our_training_phase_and_the_table(fake_peer, monkeypatch):
     assert all(cmd[-1] == "--remat" for cmd in seen) and len(seen) == 2
     result["load_average_end"] = result["load_average_start"]
     assert "rematerialises every block" in peer.markdown(result)
+
+
+def test_an_unwritable_json_path_is_refused_before_measuring(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(peer, "run", lambda *a, **k: pytest.fail("measured despite a bad --json"))
+    with pytest.raises(SystemExit):
+        peer.main(["--json", str(tmp_path), "--sides", "ours"])
+    assert "--json" in capsys.readouterr().err
