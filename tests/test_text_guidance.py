@@ -129,6 +129,17 @@ def test_a_foreign_file_in_the_output_folder_is_not_overwritten(tmp_path):
     assert (out / "seed0.json").read_text() == '{"mine": true}'
 
 
+@pytest.mark.parametrize("name", ["real.png", "seed0_w2.png"])
+def test_a_foreign_image_in_the_output_folder_is_not_overwritten(tmp_path, name):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / name).write_bytes(b"my picture")
+    with pytest.raises(SystemExit, match=f"{name} exists and was not written by scripts.text_guidance"):
+        main(["run", "--checkpoint", str(tmp_path / "missing"), "--no-fvd", "--seeds", "0", "--weights", "0", "2",
+              "--out-dir", str(out)])
+    assert (out / name).read_bytes() == b"my picture"
+
+
 def test_condition_effect_reports_equal_errors_for_a_model_that_ignores_captions(tmp_path):
     """A fresh model (output layer zero: x̂ does not depend on c) gives three equal columns;
     the table is printed for every λ."""

@@ -70,9 +70,10 @@ def run(args, model=None) -> list[Path]:
                           text_data=tasks.data_settings(stages["text_model"]) if stages["text_model"] is not None
                           else None)
         stem = out / (f"{task}_seed{args.seed}" + (f"_{args.tag}" if args.tag else ""))
-        stem.with_suffix(".json").write_text(json.dumps(result, indent=1, default=float))
-        np.savez_compressed(stem.with_suffix(".npz"), **{k: np.asarray(v, np.float32) for k, v in videos.items()})
-        written.append(stem.with_suffix(".json"))
+        json_path, npz_path = stem.parent / f"{stem.name}.json", stem.parent / f"{stem.name}.npz"  # a dotted tag stays
+        json_path.write_text(json.dumps(result, indent=1, default=float))
+        np.savez_compressed(npz_path, **{k: np.asarray(v, np.float32) for k, v in videos.items()})
+        written.append(json_path)
         print(f"{task}, seed {args.seed}: {wall:.0f} s -> {stem}.json", flush=True)
     return written
 

@@ -80,16 +80,25 @@ def check_args(args) -> None:
     out = Path(args.out_dir)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out-dir {out}: is a file; expected a folder")
+    def written_by_us(path):
+        try:
+            return json.loads(path.read_text()).get("script") == SCRIPT
+        except (OSError, ValueError, AttributeError):
+            return False
+
     for s in args.seeds:
         path = out / f"seed{s}.json"
-        if path.exists():
-            try:
-                ours = json.loads(path.read_text()).get("script") == SCRIPT
-            except (ValueError, AttributeError):
-                ours = False
-            if not ours:
-                raise UsageError(f"--out-dir {out}: {path.name} exists and was not written by {SCRIPT}; "
-                                 "choose another --out-dir")
+        if path.exists() and not written_by_us(path):
+            raise UsageError(f"--out-dir {out}: {path.name} exists and was not written by {SCRIPT}; "
+                             "choose another --out-dir")
+    # an image is ours when a JSON of ours names it: real.png any of them, seed<S>_w<w>.png seed<S>.json
+    ours_any = out.is_dir() and any(written_by_us(p) for p in out.glob("seed*.json"))
+    images = [(out / "real.png", ours_any)] + [
+        (out / f"seed{s}_w{w:g}.png", (out / f"seed{s}.json").exists()) for s in args.seeds for w in args.weights]
+    for path, ours in images:
+        if path.exists() and not ours:
+            raise UsageError(f"--out-dir {out}: {path.name} exists and was not written by {SCRIPT}; "
+                             "choose another --out-dir")
 
 
 def _open_text_model(path: str):
