@@ -676,7 +676,7 @@ def main(argv=None) -> int:
                         ("train_minutes", a.train_minutes)):
         if value is not None:
             setattr(sizes, name, value)
-    check = Check(Path(a.out), Path(a.work) if a.work else Path(tempfile.mkdtemp(prefix="vdm-gpu-check-")),
+    check = Check(Path(a.out), Path(a.work).resolve() if a.work else Path(tempfile.mkdtemp(prefix="vdm-gpu-check-")),
                   None if a.budget_minutes is None else 60 * a.budget_minutes)
     check.results["sizes"] = dataclasses.asdict(sizes)
     check.log(f"gpu_check: out {check.out}, work {check.work}, stages {a.stages}, tiny {a.tiny}")
