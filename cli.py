@@ -111,15 +111,12 @@ class Bench:
     """Also write the figures as JSON here."""
 
     def run(self) -> None:
+        from benchmarks.bench import check_arguments
         from benchmarks.bench import main as bench
-        from vdm_fast.inputs import InputError, check_flags, check_writable, usage_errors
-        from vdm_ref.configs import PRESETS
+        from vdm_fast.inputs import check_writable, usage_errors
 
-        with usage_errors():  # before the first measurement
-            unknown = [p for p in self.presets if p not in PRESETS]
-            if unknown:
-                raise InputError(f"--presets {' '.join(unknown)}: unknown; expected names from {sorted(PRESETS)}")
-            check_flags(dataclasses.asdict(self), minimums={"batch": 1, "repeats": 1}, finite=("reference_max_gflop",))
+        with usage_errors(ValueError):  # before the first measurement
+            check_arguments(self.presets, self.batch, self.repeats)
             if self.json_path:
                 check_writable(self.json_path, "--json-path")
         bench(presets=self.presets, batch=self.batch, repeats=self.repeats, reference=self.reference,

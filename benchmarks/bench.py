@@ -118,6 +118,17 @@ def _child(preset, kwargs):
     return bench_preset(preset, log=lambda s: print(s, flush=True), **kwargs)
 
 
+def check_arguments(presets: Sequence[str], batch: int, repeats: int, matmul_size: int = 2048) -> None:
+    """ValueError naming the first bad argument of `main`, before any work."""
+    from vdm_ref.configs import PRESETS
+
+    unknown = [p for p in presets if p not in PRESETS]
+    if unknown:
+        raise ValueError(f"unknown presets {unknown}: expected names from {sorted(PRESETS)}")
+    if batch < 1 or repeats < 1 or matmul_size < 64:
+        raise ValueError(f"batch and repeats must be ≥ 1 and matmul_size ≥ 64, got {batch}, {repeats}, {matmul_size}")
+
+
 def main(presets: Sequence[str] = DEFAULT_PRESETS, *, batch: int = 1, repeats: int = 5,
          sampler_steps: int | None = None, reference: bool = True, reference_max_gflop: float = 50.0,
          matmul_size: int = 2048, json_path: str | None = None, isolate: bool = True,
@@ -139,13 +150,7 @@ def main(presets: Sequence[str] = DEFAULT_PRESETS, *, batch: int = 1, repeats: i
 
     **Returns:** one dict of figures per preset (keys as in the JSON).
     """
-    from vdm_ref.configs import PRESETS
-
-    unknown = [p for p in presets if p not in PRESETS]
-    if unknown:
-        raise ValueError(f"unknown presets {unknown}: expected names from {sorted(PRESETS)}")
-    if batch < 1 or repeats < 1 or matmul_size < 64:
-        raise ValueError(f"batch and repeats must be ≥ 1 and matmul_size ≥ 64, got {batch}, {repeats}, {matmul_size}")
+    check_arguments(presets, batch, repeats, matmul_size)
     info = machine()
     log(f"vdm benchmark on {info['cpu']} ({info['cores']} cores), {info['device']}, load {info['load_average']}")
     kwargs = {"batch": batch, "repeats": repeats, "sampler_steps": sampler_steps, "reference": reference,
