@@ -128,7 +128,7 @@ def test_out_never_writes_over_or_into_an_input(checkpoint, tmp_path, no_samplin
         write_frame_grid(frames / f"{i:03d}.png", video[None, i:i + 1])
     before = snapshot(tmp_path, checkpoint)
     for video_flag, out, clash in ((walk, tmp_path / "walk", f"would write over the input --video {walk}"),
-                                   (frames, frames / "o", "would write o.gif into the input frame folder --video")):
+                                   (frames, frames / "o", "would write o.gif into the input folder --video")):
         msg = one_line_error([command, "--checkpoint", str(checkpoint), *FAST, "--out", str(out), "--format", "gif",
                               "--video", str(video_flag)])
         assert clash in msg

@@ -12,11 +12,12 @@ OUT_boundaries.png).
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import ClassVar, Literal
 
 import numpy as np
 
-from vdm_fast.inputs import DEFAULT_BASE_CHECKPOINT, InputError, moving_mnist_settings
+from vdm_fast.inputs import DEFAULT_BASE_CHECKPOINT, InputError, moving_mnist_settings, resolve_checkpoint
 
 from .model import open_model
 from .options import Conditioned, FromVideo, Generated
@@ -270,8 +271,8 @@ class Cascade(Conditioned):
                                 "w_r": 0}
     FINITE: ClassVar[tuple] = Conditioned.FINITE + ("w_r",)
 
-    def inputs(self) -> list[tuple[str, str]]:
-        return super().inputs() + [("--base", self.base)]
+    def inputs(self) -> list[tuple[str, Path, bool]]:
+        return super().inputs() + [("--base", resolve_checkpoint(self.base, "--base"), False)]
 
     def generate(self, model) -> Generated:
         from .tasks import cascade

@@ -29,8 +29,8 @@ from vdm_fast.inputs import (
     check_writable,
     dataset_clips,
     first_free,
-    resolve_checkpoint,
     load_input_video,
+    resolve_checkpoint,
     unfamiliar_caption,
     usage_errors,
 )
@@ -140,26 +140,26 @@ class GenerateOptions(abc.ABC):
             stem, fmt = out, self.format or "mp4"
         if not self.out:  # the default path: earlier samples stay (samples/sample-2, ...)
             stem = first_free(stem, lambda s: self.paths(s, fmt))
+        inputs = self.inputs()
         for path in self.paths(stem, fmt):
             check_writable(path, "--out")
-            for flag, given in self.inputs():
-                given = resolve_checkpoint(given, flag) if flag in ("--checkpoint", "--base") else Path(given)
+            for flag, given, closed in inputs:
                 inside = given.is_dir() and path.parent.resolve() == given.resolve()
-                # a frame folder takes every image in it: nothing may be added; a checkpoint keeps its files
                 if path.exists() and path.samefile(given):
                     clash = f"over the input {flag} {given}"
                 elif path.exists() and inside:
                     clash = f"over {path.name} of the input {flag} {given}"
-                elif inside and flag == "--video":
-                    clash = f"{path.name} into the input frame folder {flag} {given}"
+                elif inside and closed:
+                    clash = f"{path.name} into the input folder {flag} {given}"
                 else:
                     continue
                 raise InputError(f"--out {self.out or stem}: would write {clash}; choose another --out")
         return stem, fmt
 
-    def inputs(self) -> list[tuple[str, str]]:
-        """(flag, path) of the inputs (files or folders) that the outputs must never replace."""
-        return [("--checkpoint", self.checkpoint)]
+    def inputs(self) -> list[tuple[str, Path, bool]]:
+        """(flag, path, closed) of the inputs the outputs must never replace; `closed`: a folder that
+        takes every file in it (a frame folder), so nothing may be added to it either."""
+        return [("--checkpoint", resolve_checkpoint(self.checkpoint), False)]
 
     def paths(self, stem: Path, fmt: str) -> list[Path]:
         """Every file the command may write for `stem`."""
@@ -182,10 +182,10 @@ class GenerateOptions(abc.ABC):
         boundaries = [w.boundary for w in result.windows if w.boundary is not None]
         write_outputs(stem, fmt, video, fps=self.fps, boundaries=boundaries, extra=result.extra)
         for name, grid in (result.grids or {}).items():
-            write_frame_grid(stem.parent / f"{stem.name}_{name}.png", grid)
+            write_frame_grid(beside(stem, f"_{name}.png"), grid)
         for name, extra_video in (result.videos or {}).items():
-            write_video(stem.parent / f"{stem.name}_{name}.{fmt}", tile_videos(extra_video), fps=self.fps)
-            write_frame_grid(stem.parent / f"{stem.name}_{name}.png", extra_video)
+            write_video(beside(stem, f"_{name}.{fmt}"), tile_videos(extra_video), fps=self.fps)
+            write_frame_grid(beside(stem, f"_{name}.png"), extra_video)
         print(f"wrote {beside(stem, '.' + fmt)}, {beside(stem, '.png')}, {beside(stem, '.npz')}: "
               f"{video.shape[0]} videos of {video.shape[1]} frames {video.shape[2]}x{video.shape[3]}"
               + (f"; block boundaries at frames {boundaries}" if boundaries else ""))
@@ -266,8 +266,8 @@ class FromVideo(Conditioned):
     MINIMUMS: ClassVar[dict] = {**Conditioned.MINIMUMS, "clip": 0, "w_r": 0}
     FINITE: ClassVar[tuple] = Conditioned.FINITE + ("w_r",)
 
-    def inputs(self) -> list[tuple[str, str]]:
-        return super().inputs() + ([("--video", self.video)] if self.video is not None else [])
+    def inputs(self) -> list[tuple[str, Path, bool]]:
+        return super().inputs() + ([("--video", Path(self.video), True)] if self.video is not None else [])
 
     def source(self, model, num_frames: int, *, own_size: bool = False) -> np.ndarray:
         """The input video [batch_size, T, H, W, C]: --video (at its own size with `own_size`)
