@@ -398,8 +398,13 @@ def main(argv=None) -> None:
     if a.worker:
         print(json.dumps(ours_phase(SHAPES[a.shape], a.phase, a.repeats, a.remat)), flush=True)
         return
-    if a.json and (Path(a.json).is_dir() or not os.access(Path(a.json).resolve().parent, os.W_OK)):
-        p.error(f"--json {a.json}: not a writable file path (checked before the hour of measurements)")
+    if a.json:  # before the hour of measurements
+        from vdm_fast.inputs import InputError, check_writable
+
+        try:
+            check_writable(a.json, "--json")
+        except InputError as e:
+            p.error(str(e))
     result = run(a.shapes, peer_python=a.peer_python, peer_script=a.peer_script, repeats=a.repeats,
                  threads=a.threads, timeout=a.timeout, sides=a.sides, remat=a.remat)
     print(markdown(result), flush=True)  # first: a failed write below loses nothing

@@ -80,6 +80,7 @@ def check_args(args) -> None:
     out = Path(args.out_dir)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out-dir {out}: is a file; expected a folder")
+
     def written_by_us(path):
         try:
             return json.loads(path.read_text()).get("script") == SCRIPT
