@@ -463,9 +463,8 @@ def stage_train(check: Check, record: dict, sizes: Sizes, bf16: bool) -> None:
     steps = summary["step"] - summary.get("start_step", 0)
     record.update(steps=steps, seconds=summary["seconds"], compile_seconds=summary.get("compile_seconds"),
                   steps_per_s=steps / summary["seconds"], examples_per_s=steps * sizes.train_batch / summary["seconds"])
-    from vdm_fast.training.rundir import read_metrics
-
-    losses = [r for r in read_metrics(run_dir / "metrics.jsonl") if "loss" in r]
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    losses = [r for r in rows if "loss" in r]
     if losses:
         record.update(first_loss=losses[0]["loss"], last_loss=losses[-1]["loss"],
                       last_row={k: v for k, v in losses[-1].items() if isinstance(v, (int, float))})
