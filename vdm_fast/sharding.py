@@ -166,6 +166,45 @@ def data_fsdp_mesh(data: int = -1, fsdp: int = 1) -> Mesh:
     return make_mesh((data, fsdp), TRAIN_AXES, devices=jax.devices()[: data * fsdp])
 
 
+#: Devices the training commands split a CPU host into when not told (`cpu_devices`): two shards of
+#: the batch run side by side, filling the cores that one stream of small ops leaves idle
+#: (docs/benchmarks.md "CPU devices": x1.17 steps/s for mnist-small on 2 cores; 4 devices on 2
+#: cores gained nothing).
+CPU_DEVICES = 2
+
+
+def cpu_devices(batch_size: int, data_parallel: int = -1, fsdp: int = 1, processes: int = 1) -> int | None:
+    """How many devices to split this host's CPU into when the user did not say: `CPU_DEVICES`
+    for a one-process, all-devices data-parallel run (data = -1, fsdp = 1) on a machine with at
+    least that many cores whose batch splits evenly; None (JAX's default: one CPU device, or
+    XLA_FLAGS' --xla_force_host_platform_device_count) otherwise. Only the CPU backend is
+    affected: on a GPU or TPU the mesh is made of the accelerators as before."""
+    if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
+        return None
+    if data_parallel != -1 or fsdp != 1 or processes != 1:
+        return None
+    n = CPU_DEVICES
+    if (os.cpu_count() or 1) < n or batch_size % n:
+        return None
+    return n
+
+
+def split_cpu(devices: int) -> None:
+    """Expose the host CPU to JAX as `devices` devices (`jax_num_cpu_devices`; XLA_FLAGS on a jax
+    without it). Must run before JAX's first operation: ValueError otherwise, naming the count
+    JAX already started with."""
+    if devices < 1:
+        raise ValueError(f"{devices} CPU devices: expected >= 1")
+    try:
+        jax.config.update("jax_num_cpu_devices", devices)
+    except AttributeError:  # a jax without the option: the flag XLA reads when the backend starts
+        flags = os.environ.get("XLA_FLAGS", "")
+        os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={devices}".strip()
+    except RuntimeError:
+        raise ValueError(f"{devices} CPU devices: JAX has already started with "
+                         f"{len(jax.devices('cpu'))}; split the CPU before any JAX operation") from None
+
+
 def check_batch_size(batch_size: int, mesh: Mesh, *, axis: str | tuple[str, ...] = TRAIN_AXES) -> None:
     """Raise ValueError unless a global batch splits evenly over the devices of `axis`."""
     n = _axis_size(mesh, axis)

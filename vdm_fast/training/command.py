@@ -199,6 +199,11 @@ class Train:
     """Mesh 'data' axis size (-1: all devices not used by --fsdp)."""
     fsdp: int = 1
     """Mesh 'fsdp' axis size: shard parameters, EMA and Adam state over this many devices."""
+    cpu_devices: Annotated[Optional[int], _hint("(default: 2 on a CPU host with >= 2 cores, an even batch "
+                                                "and no --data-parallel/--fsdp/XLA_FLAGS device count)",
+                                                "INT")] = None
+    """CPU only: split the host's cores into this many JAX devices, each training its share of the
+    batch side by side (data parallel; 1: one device). No effect on a GPU or TPU."""
     coordinator_address: Annotated[Optional[str], _hint('(default: $VDM_COORDINATOR_ADDRESS)', 'STR')] = None
     """Multi-host: host:port of process 0 (else $VDM_COORDINATOR_ADDRESS; VDM_DISTRIBUTED=auto lets JAX detect the cluster)."""
     num_processes: Annotated[Optional[int], _hint('(default: $VDM_NUM_PROCESSES)', 'INT')] = None
@@ -311,12 +316,34 @@ class Train:
             raise TrainError(f"--resume with {given}: {e}") from None
         return dataclasses.replace(config, **parts), seed, data
 
+    def _split_cpu(self, opts: TrainOptions) -> None:
+        """Apply --cpu-devices (or its default, `sharding.cpu_devices`) before JAX starts."""
+        import os
+
+        from vdm_fast import sharding as shd
+
+        if self.cpu_devices is not None and self.cpu_devices < 1:
+            raise TrainError(f"--cpu-devices {self.cpu_devices}: expected >= 1")
+        multi_host = bool(self.coordinator_address or self.num_processes not in (None, 1)
+                          or os.environ.get("VDM_COORDINATOR_ADDRESS") or os.environ.get("VDM_DISTRIBUTED")
+                          or os.environ.get("VDM_NUM_PROCESSES") not in (None, "", "1"))
+        processes = 2 if multi_host else 1
+        n = self.cpu_devices or shd.cpu_devices(opts.config.train.batch_size, opts.data_parallel, opts.fsdp,
+                                                processes)
+        if n is None or opts.backend != "fast":
+            return
+        try:
+            shd.split_cpu(n)
+        except ValueError as e:
+            raise TrainError(f"--cpu-devices: {e}") from None
+
     def run(self) -> dict:
         """Resolve the options, join a multi-host run if asked, train; print a one-line summary."""
         from vdm_fast.sharding import initialize_distributed
 
         try:
             opts = self.options()
+            self._split_cpu(opts)
             try:
                 initialize_distributed(self.coordinator_address, self.num_processes, self.process_id)
             except ValueError as e:

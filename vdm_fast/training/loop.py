@@ -191,7 +191,7 @@ class _Run:
         import jax
 
         from vdm_ref.network import flops
-        self.opts, self.ds, self.is_main, self.start_step = opts, ds, is_main, start_step
+        self.opts, self.ds, self.is_main, self.start_step, self.mesh = opts, ds, is_main, start_step, mesh
         self.run_dir, self.progress0 = Path(opts.run_dir), progress0
         self.metrics_path = self.run_dir / "metrics.jsonl"
         u, tc = opts.config.unet, opts.config.train
@@ -317,7 +317,8 @@ class _Run:
         summary = {"step": step, "start_step": self.start_step, "seconds": time.perf_counter() - t_start,
                    "matmul_peak_flops": max(peak, matmul_peak_flops(512, 5)), "load_average": os.getloadavg(),
                    "compile_seconds": compile_s, "checkpoint": str(final) if final else None,
-                   "params": count_params(opts.config.unet), "samples": last_sample}
+                   "params": count_params(opts.config.unet), "samples": last_sample,
+                   "devices": _devices(self.mesh)}
         if self.is_main:
             (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
         return summary
@@ -381,3 +382,11 @@ class _Progress:
     def close(self) -> None:
         """Close the bar."""
         self.bar.close()
+
+
+def _devices(mesh) -> dict:
+    """The devices a run trained on: their kind and the mesh's axis sizes (one device for ref)."""
+    import jax
+
+    kind = jax.devices()[0].device_kind
+    return {"kind": kind, "mesh": dict(mesh.shape) if mesh is not None else {"data": 1}}

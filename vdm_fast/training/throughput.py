@@ -9,7 +9,8 @@ one process and prints the median row of each and their step-time ratio).
 
 FLOPs per example are 3 × the forward FLOPs of `vdm_ref.network.flops` (forward + backward ≈ 3
 forward passes) at frames + image frames; the matmul peak is the best of several float32
-n x n matmuls. The machine's load average is printed with the result, since on a shared CPU
+n x n matmuls. The CPU is split into devices as `python cli.py train` splits it (`--cpu-devices`,
+`vdm_fast.sharding.cpu_devices`). The machine's load average is printed with the result, since on a shared CPU
 other processes take their share.
 """
 
@@ -24,6 +25,7 @@ import numpy as np
 
 from vdm_fast.compile_options import compiler_options
 from vdm_fast.measure import matmul_peak_flops
+from vdm_fast.sharding import cpu_devices, split_cpu
 
 
 def measure(config, recipe=None, *, steps: int = 10, warmup: int = 2, data_parallel: int = -1,
@@ -84,8 +86,14 @@ def main(argv=None) -> None:
                    help="the project's XLA CPU options (vdm_fast.compile_options), XLA's defaults, "
                         "or both alternated --repeats times in this process (prints the ratio)")
     p.add_argument("--repeats", type=int, default=1, help="measurements per setting (median)")
+    p.add_argument("--cpu-devices", type=int, default=None,
+                   help="split the CPU into this many devices, data parallel (default: as `python cli.py "
+                        "train` does, vdm_fast.sharding.cpu_devices)")
     args = p.parse_args(argv)
     config = resolve_config(args.preset, json.loads(args.overrides))
+    n = args.cpu_devices or cpu_devices(config.train.batch_size)
+    if n is not None:
+        split_cpu(n)
     settings = ("default", "ours") if args.xla_options == "both" else (args.xla_options,)
     runs = {s: [] for s in settings}
     for _ in range(args.repeats):
