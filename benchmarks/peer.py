@@ -27,6 +27,8 @@ is there also when the child is killed for memory):
 - train step: ours the compiled AdamW + EMA step of `vdm_fast.training.throughput.measure`
   (mean of `repeats` steps after the compile and one warm-up step); the peer
   `GaussianDiffusion(model, loss_type='l2')(x).backward()` + `Adam.step()` (median);
+- our train step runs on the CPU split as `python cli.py train` splits it (2 devices, data
+  parallel, for the even batch of A; one device for B and C);
 - per-FLOP ratio: (our FLOP/s) / (the peer's FLOP/s), each counted by its own counter, training
   FLOPs = 3 × forward for both.
 
@@ -116,10 +118,17 @@ def train_config(shape: Shape):
 
 def ours_phase(shape: Shape, phase: str, repeats: int, remat: bool = False) -> dict:
     """Measure one phase of vdm_fast in this process; returns the figures as a dict. `remat`:
-    the training step rematerialises every block (`--remat`)."""
+    the training step rematerialises every block (`--remat`). The training step splits the CPU
+    into devices as `python cli.py train` does (`vdm_fast.sharding.cpu_devices`: 2 for an even
+    batch on >= 2 cores), so the step timed is the one a user trains with."""
     import jax
 
+    from vdm_fast.sharding import cpu_devices, split_cpu
     from vdm_ref.network import count_params, flops
+
+    split = cpu_devices(shape.batch) if phase == "train" else None
+    if split is not None:
+        split_cpu(split)
 
     cfg = unet_config(shape)
     out = {"model": "vdm_fast", "phase": phase, "params": count_params(cfg), "batch": shape.batch,
@@ -153,7 +162,7 @@ def ours_phase(shape: Shape, phase: str, repeats: int, remat: bool = False) -> d
         from vdm_fast.training.throughput import measure
 
         r = measure(train_config(shape), steps=repeats, warmup=2, remat=remat)
-        out.update(train_step_s=r["seconds_per_step"], compile_s=r["compile_s"])
+        out.update(train_step_s=r["seconds_per_step"], compile_s=r["compile_s"], devices=r["devices"])
     else:
         raise ValueError(f"phase={phase!r}: expected 'eval' or 'train'")
     out["load_average_end"] = os.getloadavg()
