@@ -28,7 +28,7 @@ def test_default_is_two_devices_for_a_plain_data_parallel_run(plain_env):
     ("the user's mesh", dict(batch_size=8, data_parallel=1)),
     ("the user's mesh", dict(batch_size=8, data_parallel=2)),
     ("FSDP", dict(batch_size=8, fsdp=2)),
-    ("multi-host", dict(batch_size=8, processes=2)),
+    ("multi-host", dict(batch_size=8, multi_host=True)),
 ])
 def test_no_split_when_the_run_says_otherwise(plain_env, why, kwargs):
     assert shd.cpu_devices(**kwargs) is None, why

@@ -173,7 +173,7 @@ def data_fsdp_mesh(data: int = -1, fsdp: int = 1) -> Mesh:
 CPU_DEVICES = 2
 
 
-def cpu_devices(batch_size: int, data_parallel: int = -1, fsdp: int = 1, processes: int = 1) -> int | None:
+def cpu_devices(batch_size: int, data_parallel: int = -1, fsdp: int = 1, multi_host: bool = False) -> int | None:
     """How many devices to split this host's CPU into when the user did not say: `CPU_DEVICES`
     for a one-process, all-devices data-parallel run (data = -1, fsdp = 1) on a machine with at
     least that many cores whose batch splits evenly; None (JAX's default: one CPU device, or
@@ -181,7 +181,7 @@ def cpu_devices(batch_size: int, data_parallel: int = -1, fsdp: int = 1, process
     affected: on a GPU or TPU the mesh is made of the accelerators as before."""
     if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
         return None
-    if data_parallel != -1 or fsdp != 1 or processes != 1:
+    if data_parallel != -1 or fsdp != 1 or multi_host:
         return None
     n = CPU_DEVICES
     if (os.cpu_count() or 1) < n or batch_size % n:
@@ -233,14 +233,24 @@ def initialize_distributed(coordinator_address=None, num_processes=None, process
     coordinator_address = coordinator_address or os.environ.get("VDM_COORDINATOR_ADDRESS")
     num_processes = num_processes or _env_int("VDM_NUM_PROCESSES")
     process_id = process_id if process_id is not None else _env_int("VDM_PROCESS_ID")
-    if coordinator_address is None and os.environ.get("VDM_DISTRIBUTED") != "auto":
-        if num_processes not in (None, 1):
-            raise ValueError(f"num_processes={num_processes} but no coordinator address: give "
-                             "--coordinator-address host:port (or $VDM_COORDINATOR_ADDRESS)")
+    if not distributed_requested(coordinator_address, num_processes):
         return False
+    if coordinator_address is None and os.environ.get("VDM_DISTRIBUTED") != "auto":
+        raise ValueError(f"num_processes={num_processes} but no coordinator address: give "
+                         "--coordinator-address host:port (or $VDM_COORDINATOR_ADDRESS)")
     jax.distributed.initialize(coordinator_address=coordinator_address,
                                num_processes=num_processes, process_id=process_id)
     return True
+
+
+def distributed_requested(coordinator_address=None, num_processes=None) -> bool:
+    """Whether a run asks to be multi-host: a coordinator address, more than one process, or
+    VDM_DISTRIBUTED=auto (the arguments fall back to the environment as in
+    `initialize_distributed`)."""
+    coordinator_address = coordinator_address or os.environ.get("VDM_COORDINATOR_ADDRESS")
+    num_processes = num_processes or _env_int("VDM_NUM_PROCESSES")
+    return bool(coordinator_address or num_processes not in (None, 1)
+                or os.environ.get("VDM_DISTRIBUTED") == "auto")
 
 
 def _env_int(name):

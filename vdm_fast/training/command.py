@@ -318,18 +318,14 @@ class Train:
 
     def _split_cpu(self, opts: TrainOptions) -> None:
         """Apply --cpu-devices (or its default, `sharding.cpu_devices`) before JAX starts."""
-        import os
-
         from vdm_fast import sharding as shd
 
-        if self.cpu_devices is not None and self.cpu_devices < 1:
-            raise TrainError(f"--cpu-devices {self.cpu_devices}: expected >= 1")
-        multi_host = bool(self.coordinator_address or self.num_processes not in (None, 1)
-                          or os.environ.get("VDM_COORDINATOR_ADDRESS") or os.environ.get("VDM_DISTRIBUTED")
-                          or os.environ.get("VDM_NUM_PROCESSES") not in (None, "", "1"))
-        processes = 2 if multi_host else 1
-        n = self.cpu_devices or shd.cpu_devices(opts.config.train.batch_size, opts.data_parallel, opts.fsdp,
-                                                processes)
+        try:
+            multi_host = shd.distributed_requested(self.coordinator_address, self.num_processes)
+        except ValueError:  # a malformed $VDM_NUM_PROCESSES: initialize_distributed names it next
+            multi_host = True
+        n = self.cpu_devices if self.cpu_devices is not None else shd.cpu_devices(
+            opts.config.train.batch_size, opts.data_parallel, opts.fsdp, multi_host)
         if n is None or opts.backend != "fast":
             return
         try:
