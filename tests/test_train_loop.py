@@ -246,11 +246,3 @@ def test_checkpoint_from_another_config(tmp_path):
         train(opts)
 
 
-@pytest.mark.parametrize("honoured", [False, True])
-def test_remat_warns_where_the_backend_saves_no_memory(tmp_path, monkeypatch, capsys, honoured):
-    from vdm_fast.training import loop
-
-    monkeypatch.setattr(loop, "remat_saves_memory", lambda: honoured)
-    loop.check_options(_opts(tmp_path, remat=True))
-    warned = "--remat" in capsys.readouterr().err
-    assert warned is not honoured

@@ -13,8 +13,9 @@ settings live in module fields:
 - `compute_dtype`: None (the parameters' dtype) or e.g. `jnp.bfloat16`: activations and
   weights are cast to it inside each layer while parameters stay float32; GroupNorm statistics,
   softmax and the conditioning embedding stay in float32; the output has z's dtype.
-- `remat`: rematerialise every block in the backward pass (`eqx.filter_checkpoint`), trading
-  compute for activation memory.
+- `remat`: rematerialise every block in the backward pass (`vdm_fast.network.remat`: only each
+  block's inputs are kept, its forward recomputed inside its backward), trading compute for
+  activation memory.
 - `implementation`: the attention kernel, None = per platform (see `attention`).
 
 `init`, `apply`, `check_inputs`, `blocks`, `param_shapes`, `count_params`, `flops` keep
@@ -44,6 +45,7 @@ from .layers import (
     space_to_depth,
 )
 from .residual import ResidualBlock
+from .remat import remat
 
 __all__ = [
     "Block", "UNet", "apply", "blocks", "check_inputs", "count_params", "flops", "from_params",
@@ -114,7 +116,7 @@ class UNet(eqx.Module):
         dtype = z.dtype if self.compute_dtype is None else jnp.dtype(self.compute_dtype)
         ctx = BlockContext(self.emb(logsnr, cond).astype(dtype),
                            None if frame_mask is None else jnp.asarray(frame_mask, dtype=bool))
-        call = eqx.filter_checkpoint(_call_block) if self.remat else _call_block
+        call = remat(_call_block) if self.remat else _call_block
         h = self.conv_in(space_to_depth(z.astype(dtype), self.config.patch_size))
         skips = [h]
         for index, (spec, block) in enumerate(zip(self.specs, self.blocks)):
@@ -129,7 +131,7 @@ class UNet(eqx.Module):
 
 
 def _call_block(block, h, ctx, key):
-    """block(h, ctx, key=key), as a function of the block so `eqx.filter_checkpoint` can wrap it."""
+    """block(h, ctx, key=key), as a function of the block so `remat` can wrap it."""
     return block(h, ctx, key=key)
 
 

@@ -33,7 +33,7 @@ from vdm_ref.support.eval.shift_coherence import temporal_coherence
 
 from .data import Batcher, Prefetcher, clip_caption, make_dataset
 from .errors import NonFiniteLossError, TrainError
-from .memory import check_memory, remat_saves_memory
+from .memory import check_memory
 from .options import TrainOptions
 from .rundir import (append_metrics, check_resume_compatible, check_run_dir, plot_losses, prepare_run_dir,
                      run_metadata, write_marker, write_samples)
@@ -87,12 +87,6 @@ def check_options(opts: TrainOptions, is_main: bool = True):
         except ValueError as e:
             raise TrainError(f"--data-parallel {opts.data_parallel} --fsdp {opts.fsdp} --batch-size "
                              f"{tc.batch_size}: {e}") from None
-    if opts.remat and not remat_saves_memory():
-        import jax
-
-        print(f"warning: --remat: jax {jax.__version__} on {jax.default_backend()} recomputes the blocks but "
-              "plans the same memory as without it (measured by a probe; jax 0.12 saves it): expect "
-              "~30 % more compute and no memory saved", file=sys.stderr)
     if not opts.skip_memory_check:
         check_memory(opts.config, per_device_batch=tc.batch_size // (mesh.size if mesh is not None else 1),
                      fsdp=opts.fsdp, remat=opts.remat)

@@ -3,7 +3,6 @@ against what the device (or the host) has before anything is compiled."""
 
 from __future__ import annotations
 
-import functools
 import os
 
 from vdm_ref.configs import Config
@@ -33,34 +32,6 @@ def available_memory_bytes() -> int:
     return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"))
 
 
-@functools.cache
-def remat_saves_memory() -> bool:
-    """Whether this jax/XLA backend turns `jax.checkpoint` into less memory: XLA's memory plan
-    (temporary bytes) for the gradient of a chain of 8 small layers, with and without
-    rematerialising each (0.4 s, once per process). Measured on the 2-core CPU (2026-12-03): jax
-    0.10.2's CPU backend plans the same bytes either way (a chain of 40 layers: 2,560 MiB both,
-    and the same peak RSS), jax 0.12 half (1,312 MiB); a backend without a memory plan is taken
-    at its word (True)."""
-    import jax
-    import jax.numpy as jnp
-
-    def layer(w, x):
-        return jnp.tanh(jnp.tanh(x @ w) + 0.5)
-
-    def temp_bytes(f):
-        def loss(ws, x):
-            for w in ws:
-                x = f(w, x)
-            return jnp.sum(x * x)
-
-        ws, x = [jnp.full((64, 64), 0.01, jnp.float32)] * 8, jnp.ones((256, 64), jnp.float32)
-        analysis = jax.jit(jax.grad(loss)).lower(ws, x).compile().memory_analysis()
-        return None if analysis is None else analysis.temp_size_in_bytes
-
-    plain, remat = temp_bytes(layer), temp_bytes(jax.checkpoint(layer))
-    return plain is None or remat is None or remat < 0.8 * plain
-
-
 def estimate_memory_bytes(config: Config, *, per_device_batch: int, fsdp: int = 1, remat: bool = False) -> int:
     """A conservative estimate of one training step's memory on one device (float32).
 
@@ -69,8 +40,7 @@ def estimate_memory_bytes(config: Config, *, per_device_batch: int, fsdp: int = 
     activations, convolution outputs) plus, for attention blocks, the logits and the softmax
     [B·frames, heads, S, S] of spatial and [B·H·W, heads, T, T] of temporal attention — or, where
     those exceed `LOGITS_LIMIT_BYTES` and the memory-efficient path runs, a few chunks' worth. With
-    rematerialisation only block inputs are kept (about a quarter) — where the backend honours it
-    (`remat_saves_memory`; jax 0.10's CPU backend does not).
+    rematerialisation (`vdm_fast.network.remat`) only block inputs are kept (about a quarter).
     """
     from vdm_ref.network import blocks, count_params
 
@@ -88,7 +58,7 @@ def estimate_memory_bytes(config: Config, *, per_device_batch: int, fsdp: int = 
             acts += _attention_logits(b * frames * heads, r * r, fused=True)
         elif blk.kind == "temporal_attn":
             acts += _attention_logits(b * r * r * heads, frames, fused=False)
-    return state + 4 * acts // (4 if remat and remat_saves_memory() else 1)
+    return state + 4 * acts // (4 if remat else 1)
 
 
 def _attention_logits(rows: int, tokens: int, *, fused: bool) -> int:
