@@ -215,8 +215,8 @@ class Train:
     bf16: bool = False
     """Compute the network in bfloat16 (parameters, optimizer and EMA stay float32); for GPUs/TPUs."""
     remat: bool = False
-    """Rematerialise every U-Net block in the backward pass (less memory, ~30% more compute; jax 0.10's
-    CPU backend saves no memory with it, jax 0.12 does: a warning says so)."""
+    """Rematerialise every U-Net block in the backward pass: only block inputs are kept (a 16x64x64
+    step with attention everywhere: 6.75 GB instead of 10.2), for up to ~20% more compute."""
 
     def overrides(self) -> dict:
         """The preset overrides the user gave: config field -> value (the steps are 'train_steps')."""
