@@ -44,7 +44,7 @@ def per_example_mse(a, b):
 
 @eqx.filter_jit
 def diffusion_loss(predict_fn, x, t, noise, *, target="eps", logsnr_min=LOGSNR_MIN,
-                   logsnr_max=LOGSNR_MAX, weight_fn=None):
+                   logsnr_max=LOGSNR_MAX, weight_fn=None, logsnr_shift=0.0):
     """L(x) = w(λ_t) · mean ||f_θ(z_t, λ_t) − y||²  (Eq. 2), y = ε or v, z_t = α_t x + σ_t ε.
 
     As `vdm_ref.losses.diffusion_loss`, in float32 under `eqx.filter_jit`:
@@ -55,7 +55,8 @@ def diffusion_loss(predict_fn, x, t, noise, *, target="eps", logsnr_min=LOGSNR_M
       with `eqx.filter_grad`. Its output is cast to float32 before the MSE (bf16 networks).
     - x: data [B, ...]; t: times [B], t ~ U[0, 1] drawn by the caller; noise: ε [B, ...]. All
       cast to float32.
-    - target: 'eps' or 'v' (or 'x'); weight_fn: optional λ -> w(λ) per-example weight.
+    - target: 'eps' or 'v' (or 'x'); weight_fn: optional λ -> w(λ) per-example weight;
+      logsnr_shift: the schedule's shift s (`vdm_ref.schedule.logsnr_schedule_cosine`).
 
     **Returns:** per-example losses [B], float32 (average them for the minibatch objective).
     """
@@ -65,4 +66,4 @@ def diffusion_loss(predict_fn, x, t, noise, *, target="eps", logsnr_min=LOGSNR_M
         return _float32(predict_fn(z, logsnr))
 
     return _ref.diffusion_loss(predict, x, t, noise, target=target, logsnr_min=logsnr_min,
-                               logsnr_max=logsnr_max, weight_fn=weight_fn)
+                               logsnr_max=logsnr_max, weight_fn=weight_fn, logsnr_shift=logsnr_shift)

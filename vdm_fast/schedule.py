@@ -28,19 +28,20 @@ def _float32(*arrays):
     return out[0] if len(out) == 1 else out
 
 
-@functools.partial(jax.jit, static_argnames=("logsnr_min", "logsnr_max"))
-def logsnr_schedule_cosine(t, logsnr_min=LOGSNR_MIN, logsnr_max=LOGSNR_MAX):
-    """λ(t) = −2 log tan(a t + b), b = atan(exp(−λ_max/2)), a = atan(exp(−λ_min/2)) − b.
+@functools.partial(jax.jit, static_argnames=("logsnr_min", "logsnr_max", "shift"))
+def logsnr_schedule_cosine(t, logsnr_min=LOGSNR_MIN, logsnr_max=LOGSNR_MAX, shift=0.0):
+    """λ(t) = s − 2 log tan(a t + b), b = atan(exp(−(λ_max − s)/2)), a = atan(exp(−(λ_min − s)/2)) − b.
 
-    float32 twin of `vdm_ref.schedule.logsnr_schedule_cosine`; t: any shape, in [0, 1].
+    float32 twin of `vdm_ref.schedule.logsnr_schedule_cosine` (s = 0: the paper's schedule);
+    t: any shape, in [0, 1].
     """
-    return _ref.logsnr_schedule_cosine(_float32(t), logsnr_min, logsnr_max)
+    return _ref.logsnr_schedule_cosine(_float32(t), logsnr_min, logsnr_max, shift)
 
 
-@functools.partial(jax.jit, static_argnames=("logsnr_min", "logsnr_max"))
-def t_from_logsnr_cosine(logsnr, logsnr_min=LOGSNR_MIN, logsnr_max=LOGSNR_MAX):
-    """t(λ) = (atan(exp(−λ/2)) − b) / a, the inverse of `logsnr_schedule_cosine` (float32)."""
-    return _ref.t_from_logsnr_cosine(_float32(logsnr), logsnr_min, logsnr_max)
+@functools.partial(jax.jit, static_argnames=("logsnr_min", "logsnr_max", "shift"))
+def t_from_logsnr_cosine(logsnr, logsnr_min=LOGSNR_MIN, logsnr_max=LOGSNR_MAX, shift=0.0):
+    """t(λ) = (atan(exp(−(λ − s)/2)) − b) / a, the inverse of `logsnr_schedule_cosine` (float32)."""
+    return _ref.t_from_logsnr_cosine(_float32(logsnr), logsnr_min, logsnr_max, shift)
 
 
 @jax.jit
@@ -61,7 +62,7 @@ def sigma_squared(logsnr):
     return _ref.sigma_squared(_float32(logsnr))
 
 
-def logsnr_grid(steps, logsnr_min=LOGSNR_MIN, logsnr_max=LOGSNR_MAX, xp=None):
+def logsnr_grid(steps, logsnr_min=LOGSNR_MIN, logsnr_max=LOGSNR_MAX, xp=None, shift=0.0):
     """λ at the uniform grid t_i = 1 − i/steps, i = 0..steps: shape [steps + 1], λ_min to λ_max.
 
     Computed in float64 NumPy by `vdm_ref.schedule.logsnr_grid` and rounded once to a float32
@@ -69,4 +70,5 @@ def logsnr_grid(steps, logsnr_min=LOGSNR_MIN, logsnr_max=LOGSNR_MAX, xp=None):
     signature parity with the reference and ignored: the fast grid is always a jax array.
     """
     del xp
-    return jnp.asarray(np.asarray(_ref.logsnr_grid(steps, logsnr_min, logsnr_max)), dtype=DTYPE)
+    return jnp.asarray(np.asarray(_ref.logsnr_grid(steps, logsnr_min, logsnr_max, shift=shift)),
+                       dtype=DTYPE)

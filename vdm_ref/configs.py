@@ -21,6 +21,7 @@ Both backends import this module (DESIGN.md, Layering): it has no array code.
 from __future__ import annotations
 
 import dataclasses
+import math
 import json
 from dataclasses import dataclass
 
@@ -181,7 +182,9 @@ class UNetConfig:
 class DiffusionConfig:
     """Noise schedule and sampling hyperparameters (Sec. 2, 3.1, Appendix A).
 
-    - `logsnr_min`, `logsnr_max` [noise schedule log SNR range]; `schedule` ('cosine').
+    - `logsnr_min`, `logsnr_max` [noise schedule log SNR range]; `schedule` ('cosine');
+      `logsnr_shift`: s of the shifted cosine schedule λ(t) + s (not in the paper; 0 is the
+      paper's schedule; `schedule.logsnr_schedule_cosine`), used in training and sampling.
     - `sampling_steps` [sampling timesteps]; `gamma` [sampling log-variance interpolation γ,
       Eq. 4]; `langevin_corrector` [+N Langevin cor.] with step size `langevin_delta` (δ, Eq. 5).
     - `recon_guidance_weight` [reconstruction guidance weight w_r, Eq. 7-8]; 0 reduces
@@ -196,6 +199,7 @@ class DiffusionConfig:
     logsnr_min: float = -20.0
     logsnr_max: float = 20.0
     schedule: str = "cosine"
+    logsnr_shift: float = 0.0
     sampling_steps: int = 256
     gamma: float = 0.1
     langevin_corrector: bool = False
@@ -208,6 +212,8 @@ class DiffusionConfig:
         if not self.logsnr_min < self.logsnr_max:
             raise ValueError(f"logsnr range [{self.logsnr_min}, {self.logsnr_max}]: expected "
                              "logsnr_min < logsnr_max")
+        if not math.isfinite(self.logsnr_shift):
+            raise ValueError(f"logsnr_shift={self.logsnr_shift!r}: expected a finite number")
         if self.schedule != "cosine":
             raise ValueError(f"schedule={self.schedule!r}: expected 'cosine'")
         _positive("sampling_steps", self.sampling_steps)

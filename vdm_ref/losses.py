@@ -58,6 +58,7 @@ def diffusion_loss(
     logsnr_min=LOGSNR_MIN,
     logsnr_max=LOGSNR_MAX,
     weight_fn=None,
+    logsnr_shift=0.0,
 ):
     """L(x) = w(λ_t) · mean ||f_θ(z_t, λ_t) − y||²  (Eq. 2), y = ε or v, z_t = α_t x + σ_t ε.
 
@@ -65,10 +66,11 @@ def diffusion_loss(
     - predict_fn: (z_t [B, ...], λ_t [B]) -> network output in the `target` parameterisation.
     - x: data [B, ...]; t: times [B], t ~ U[0, 1] drawn by the caller; noise: ε [B, ...].
     - target: 'eps' or 'v' (or 'x'); weight_fn: optional λ -> w(λ) per-example weight.
+    - logsnr_min, logsnr_max, logsnr_shift: the schedule λ_t = λ(t) (`schedule.logsnr_schedule_cosine`).
 
     **Returns:** per-example losses [B] (average them for the minibatch objective).
     """
-    logsnr = logsnr_schedule_cosine(t, logsnr_min, logsnr_max)
+    logsnr = logsnr_schedule_cosine(t, logsnr_min, logsnr_max, logsnr_shift)
     z = forward_sample(x, logsnr, noise)
     y = target_from_x_eps(x, noise, logsnr, target)
     loss = per_example_mse(predict_fn(z, logsnr), y)

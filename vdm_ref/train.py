@@ -267,7 +267,7 @@ def loss_fn(params, config, batch, key, *, apply_fn=None, train=True):
 
     d, tc = config.diffusion, config.train
     losses = diffusion_loss(predict, x, t, eps, target=u.target, logsnr_min=d.logsnr_min,
-                            logsnr_max=d.logsnr_max,
+                            logsnr_max=d.logsnr_max, logsnr_shift=d.logsnr_shift,
                             weight_fn=loss_weight_fn(tc.loss_weight, tc.min_snr_gamma, u.target))
     return _xp(losses).mean(losses)
 

@@ -270,7 +270,7 @@ def _grid(model: Model, steps: int):
     from vdm_ref.schedule import logsnr_grid
 
     d = model.config.diffusion
-    return np.asarray(logsnr_grid(steps, d.logsnr_min, d.logsnr_max), np.float32)
+    return np.asarray(logsnr_grid(steps, d.logsnr_min, d.logsnr_max, shift=d.logsnr_shift), np.float32)
 
 
 def sample_window(model: Model, keys, shape, options: SamplerOptions, denoise_fn, *, x=None, mask=None,

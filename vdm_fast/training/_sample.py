@@ -30,7 +30,7 @@ def sample_videos(params, key, *, config, num, steps, frames=None, gamma=None, c
     u, d = config.unet, config.diffusion
     frames = u.frames if frames is None else frames
     shape = (num, frames, u.image_size, u.image_size, u.in_channels)
-    grid = jnp.asarray(logsnr_grid(steps, d.logsnr_min, d.logsnr_max), jnp.float32)
+    grid = jnp.asarray(logsnr_grid(steps, d.logsnr_min, d.logsnr_max, shift=d.logsnr_shift), jnp.float32)
     k_z, k_noise = jax.random.split(key)
     denoiser = Denoiser(from_params(u, params), u.target, cond=cond, clip_x=True)
     z = jax.random.normal(k_z, shape, jnp.float32)

@@ -175,6 +175,8 @@ class Train:
     """[Noise schedule log SNR range] lower end."""
     logsnr_max: Annotated[Optional[float], _from_preset('logsnr_max')] = None
     """[Noise schedule log SNR range] upper end."""
+    logsnr_shift: Annotated[Optional[float], _from_preset('logsnr_shift')] = None
+    """Shift s of the cosine schedule, λ(t) + s inside the same range (not in the paper; > 0: less noise; used in training and sampling)."""
     gamma: Annotated[Optional[float], _from_preset('gamma')] = None
     """[Sampling log-variance interpolation] γ of Eq. 4."""
 
