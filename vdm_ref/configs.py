@@ -21,8 +21,8 @@ Both backends import this module (DESIGN.md, Layering): it has no array code.
 from __future__ import annotations
 
 import dataclasses
-import math
 import json
+import math
 from dataclasses import dataclass
 
 __mirror__ = False
