@@ -68,6 +68,24 @@ def test_sample_records_its_caption_for_caption_fidelity(checkpoints, tmp_path):
     assert load_captions(tmp_path / "s.npz", 2, None) == ["digit 3 is moving left"] * 2
 
 
+def test_label_each_gives_every_video_its_own_class(checkpoints, tmp_path):
+    """--label each: video i is conditioned on class i mod 10 (its one-hot reaches the sampler),
+    and OUT.json records each video's class for sample_quality's `on_label`."""
+    from vdm_fast.generation.commands import Sample
+    from vdm_fast.generation.model import open_model
+
+    model = open_model(checkpoints["class"])
+    cond = Sample(label="each", batch_size=12).condition(model)
+    assert np.array_equal(np.asarray(cond), np.eye(10, dtype=np.float32)[[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]])
+    assert np.array_equal(np.asarray(Sample(label=4, batch_size=2).condition(model)), np.eye(10)[[4, 4]])
+    out = tmp_path / "s.gif"
+    cli.main(["sample", "--checkpoint", checkpoints["class"], "--out", str(out), *FAST[:-2], "--label", "each"])
+    meta = json.loads((tmp_path / "s.json").read_text())
+    assert (meta["label"], meta["labels"]) == ("each", [0, 1])
+    video = np.load(tmp_path / "s.npz")["video"]
+    assert not np.allclose(video[0], video[1])
+
+
 @pytest.mark.parametrize("caption", [
     "the seven walks slowly to the left",             # other verbs
     "right is where digit 7 is moving",               # other word order
@@ -119,6 +137,8 @@ def test_sample_notes_an_unfamiliar_caption(checkpoints, tmp_path, capsys):
     ("class", ["--label", "-1"], r"--label -1: expected a class in \[0, 10\)"),
     ("none", ["--caption", "digit 7"], "--caption: the model is unconditional"),
     ("none", ["--label", "3"], "--label: the model is unconditional"),
+    ("none", ["--label", "each"], "--label: the model is unconditional"),
+    ("text", ["--label", "each"], "the model is text-conditional; pass --caption, not --label"),
     ("text", ["--label", "3"], "the model is text-conditional; pass --caption, not --label"),
     ("class", ["--caption", "digit 7"], "the model is class-conditional; pass --label, not --caption"),
     ("class", ["--label", "3", "--caption", "digit 3"], "not both"),

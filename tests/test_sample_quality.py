@@ -22,6 +22,25 @@ def test_real_clips_score_at_the_top_and_shuffled_ones_lose_identity(refs):
     assert real["empty_frames"] == 0.0
 
 
+def test_on_label_counts_frames_of_the_requested_class():
+    """Real clips asked for their own digit score `on_label` = recognisable; asked for another
+    digit, ~0; without labels there is no `on_label`."""
+    from vdm_ref.support.data import MovingMNIST
+
+    ds = MovingMNIST(12, num_frames=6, resolution=32, digit_size=20, num_digits=1, speed=(1.0, 3.0),
+                     split="test", seed=4321)
+    video = ds.batch(np.arange(12))
+    own = np.array([ds.spec(i).labels[0] for i in range(12)])
+    right = digit_sample_quality(video, 20, labels=own)
+    wrong = digit_sample_quality(video, 20, labels=(own + 1) % 10)
+    assert right["on_label"] > 0.6 and right["on_label"] <= right["recognisable"]
+    assert right["on_label"] >= right["recognisable"] - 0.05  # the classifier is 95.7 % accurate
+    assert wrong["on_label"] < 0.1
+    assert "on_label" not in digit_sample_quality(video, 20)
+    with pytest.raises(ValueError, match="one class per video"):
+        digit_sample_quality(video, 20, labels=own[:3])
+
+
 def test_noise_is_not_recognisable():
     noise = np.random.default_rng(0).uniform(-1, 1, (4, 6, 32, 32, 1))
     r = digit_sample_quality(noise, 20)
@@ -41,3 +60,19 @@ def test_cli_prints_a_row_per_file_and_the_references(tmp_path, capsys, refs):
     main([str(path), "--reference-videos", "4"])
     out = capsys.readouterr().out
     assert str(path) in out and "real clips" in out and "frame-shuffled clips" in out
+    assert "on label" not in out
+
+
+def test_cli_reads_the_requested_labels_beside_the_npz(tmp_path, capsys, refs):
+    """`python cli.py sample --label ...` writes "labels" into OUT.json; the table gains a column."""
+    import json
+
+    path = tmp_path / "s.npz"
+    np.savez(path, video=refs["real clips"][:4].astype(np.float32))
+    (tmp_path / "s.json").write_text(json.dumps({"label": "each", "labels": [0, 1, 2, 3]}))
+    main([str(path), "--reference-videos", "0"])
+    header, _, row = capsys.readouterr().out.splitlines()
+    assert header.endswith("on label |") and row.count("|") == header.count("|")
+    (tmp_path / "s.json").write_text(json.dumps({"labels": [0, 1]}))
+    with pytest.raises(ValueError, match="2 labels for 4 videos"):
+        main([str(path), "--reference-videos", "0"])

@@ -111,15 +111,15 @@ class GenerateOptions(abc.ABC):
         from .model import describe
 
         print(f"{describe(model)}; {time.perf_counter() - t0:.1f} s")
-        if self.record():
-            result = result._replace(extra=dict(result.extra or {}, **self.record()))
+        if self.record(model):
+            result = result._replace(extra=dict(result.extra or {}, **self.record(model)))
         with usage_errors(OSError, prefix=f"--out {self.out or stem}: cannot write: "):
             self.write(stem, fmt, result)
         return stem
 
     # -- helpers ---------------------------------------------------------------------------------
 
-    def record(self) -> dict:
+    def record(self, model) -> dict:
         """What OUT.json records of the inputs beside the command's own results (none here)."""
         return {}
 
@@ -193,8 +193,9 @@ class GenerateOptions(abc.ABC):
 
 @dataclasses.dataclass
 class Conditioned(GenerateOptions):
-    label: int | None = None
-    """Class to condition on (class-conditional models)."""
+    label: int | Literal["each"] | None = None
+    """Class to condition on (class-conditional models); 'each': video i gets class i mod the
+    number of classes (0, 1, ..., 9, 0, ... on Moving MNIST)."""
     caption: str | None = None
     """Caption to condition on (text-conditional models)."""
     guidance_weight: float | None = None
@@ -203,12 +204,22 @@ class Conditioned(GenerateOptions):
     MINIMUMS: ClassVar[dict] = {**GenerateOptions.MINIMUMS, "guidance_weight": 0}
     FINITE: ClassVar[tuple] = GenerateOptions.FINITE + ("guidance_weight",)
 
-    def record(self) -> dict:
+    def record(self, model) -> dict:
         """The condition the videos were generated with, for OUT.json: "caption" (which
-        `python -m vdm_ref.support.eval.caption_fidelity OUT.npz --from-npz` reads) or "label",
-        and the guidance weight given."""
+        `python -m vdm_ref.support.eval.caption_fidelity OUT.npz --from-npz` reads) or "label"
+        and "labels" (each video's class, which `python -m vdm_ref.support.eval.sample_quality`
+        reads), and the guidance weight given."""
         given = {"caption": self.caption, "label": self.label, "guidance_weight": self.guidance_weight}
+        if self.label is not None and model.unet.conditioning == "class":
+            given["labels"] = self.class_labels(model.unet.num_classes)
         return {k: v for k, v in given.items() if v is not None}
+
+    def class_labels(self, num_classes: int) -> list[int]:
+        """The class of each video: --label for all of them, or 0, 1, ..., num_classes - 1, 0, ...
+        for --label each."""
+        if self.label == "each":
+            return [i % num_classes for i in range(self.batch_size)]
+        return [self.label] * self.batch_size
 
     def condition(self, model):
         """c of --label / --caption for a batch (`vdm_fast.inputs.ConditionEncoder`), checked
@@ -232,9 +243,10 @@ class Conditioned(GenerateOptions):
             raise InputError(f"{given}: the model is {kind}-conditional; pass {flag}, not {given}")
         encoder = ConditionEncoder(model.unet)
         if kind == "class":
-            if not 0 <= self.label < model.unet.num_classes:
-                raise InputError(f"--label {self.label}: expected a class in [0, {model.unet.num_classes})")
-            return encoder.labels([self.label] * self.batch_size)
+            if self.label != "each" and not 0 <= self.label < model.unet.num_classes:
+                raise InputError(f"--label {self.label}: expected a class in [0, {model.unet.num_classes}) "
+                                 "or 'each'")
+            return encoder.labels(self.class_labels(model.unet.num_classes))
         if not self.caption.strip():
             raise InputError("--caption is empty: give a caption, or leave --caption out to sample from the "
                              "null condition")

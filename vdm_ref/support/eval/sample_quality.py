@@ -14,8 +14,13 @@ clips and on frame-shuffled clips (every frame from another clip) as the two end
 - `same_digit`: the fraction of videos whose recognisable frames (at least half of the video's
   frames) all get one class: the digit's identity does not drift within the video.
 - `empty_frames`: the fraction of frames with no digit found.
+- `on_label` (class-conditional samples, when each video's requested class is known): the
+  fraction of frames recognised (as above) as the class the video was asked for.
 
     python -m vdm_ref.support.eval.sample_quality samples.npz [more.npz ...] --digit-size 20
+
+(`on_label` reads each video's class from the "labels" of the .json that `python cli.py sample
+--label ...` writes beside the .npz.)
 
 (an .npz holding "video" [B, T, H, W, C] in [-1, 1], as `python cli.py sample` writes).
 """
@@ -35,8 +40,10 @@ JUMP_TOLERANCE = 5.0
 
 
 def digit_sample_quality(videos, digit_size: int, *, classifier: DigitClassifier | None = None,
-                         confidence: float = 0.9, jump_tolerance: float = JUMP_TOLERANCE) -> dict:
-    """The module docstring's numbers for videos [B, T, H, W, C] in [-1, 1] (floats in a dict)."""
+                         confidence: float = 0.9, jump_tolerance: float = JUMP_TOLERANCE,
+                         labels=None) -> dict:
+    """The module docstring's numbers for videos [B, T, H, W, C] in [-1, 1] (floats in a dict);
+    `on_label` too when `labels` [B] gives each video's requested class."""
     from .shift_coherence import temporal_coherence
 
     v = np.asarray(videos, np.float64)
@@ -47,14 +54,20 @@ def digit_sample_quality(videos, digit_size: int, *, classifier: DigitClassifier
     dets = detect_digits(v.reshape((b * t,) + v.shape[2:]), digit_size)
     report = boundary_coherence(v, [], digit_size, classifier=clf, jump_tolerance=jump_tolerance,
                                 detections=dets)
-    labels = np.full((b, t), -1)
+    found = np.full((b, t), -1)
     for k, d in enumerate(dets):
         if len(d) == 1 and bool(d.single[0]):
             p = clf.probabilities(d.crops)[0]
             if p.max() >= confidence:
-                labels[k // t, k % t] = int(np.argmax(p))
-    recognised = labels >= 0
-    same = [len(set(row[row >= 0])) == 1 for row in labels if (row >= 0).sum() * 2 >= t]
+                found[k // t, k % t] = int(np.argmax(p))
+    recognised = found >= 0
+    same = [len(set(row[row >= 0])) == 1 for row in found if (row >= 0).sum() * 2 >= t]
+    extra = {}
+    if labels is not None:
+        asked = np.asarray(labels, np.int64).reshape(-1)
+        if asked.shape != (b,):
+            raise ValueError(f"labels: expected one class per video ({b}), got {asked.size}")
+        extra["on_label"] = float(np.mean(found == asked[:, None]))
     return {
         "videos": int(b), "frames": int(t),
         "shift_coherence": temporal_coherence(v),
@@ -62,7 +75,21 @@ def digit_sample_quality(videos, digit_size: int, *, classifier: DigitClassifier
         "recognisable": float(recognised.mean()),
         "same_digit": float(np.sum(same) / b),
         "empty_frames": report.empty_frames,
+        **extra,
     }
+
+
+def requested_labels(npz_path, num_videos: int):
+    """Each video's requested class from the .json beside an .npz of `python cli.py sample
+    --label ...` ("labels"), or None when the videos were not class-conditioned."""
+    import json
+    from pathlib import Path
+
+    side = Path(npz_path).with_suffix(".json")
+    labels = json.loads(side.read_text()).get("labels") if side.is_file() else None
+    if labels is not None and len(labels) != num_videos:
+        raise ValueError(f"{side}: {len(labels)} labels for {num_videos} videos")
+    return labels
 
 
 def reference_videos(num_videos: int, num_frames: int, *, resolution: int = 32, digit_size: int = 20,
@@ -92,17 +119,21 @@ def main(argv=None) -> None:
     for path in args.samples:
         video = np.load(path)["video"]
         frames, size = video.shape[1], video.shape[2]
-        rows[path] = digit_sample_quality(video, args.digit_size, confidence=args.confidence)
+        rows[path] = digit_sample_quality(video, args.digit_size, confidence=args.confidence,
+                                          labels=requested_labels(path, len(video)))
     if args.reference_videos:
         for name, video in reference_videos(args.reference_videos, frames, resolution=size,
                                             digit_size=args.digit_size).items():
             rows[name] = digit_sample_quality(video, args.digit_size, confidence=args.confidence)
-    print("| videos | n | shift coherence | carry-over | recognisable frames | same digit | empty frames |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    on_label = any("on_label" in r for r in rows.values())
+    print("| videos | n | shift coherence | carry-over | recognisable frames | same digit | empty frames |"
+          + (" on label |" if on_label else ""))
+    print("|---|---:|---:|---:|---:|---:|---:|" + ("---:|" if on_label else ""))
     for name, r in rows.items():
         print(f"| {name} | {r['videos']} | {r['shift_coherence']:.2f} | {r['carry_over']:.2f} ± "
               f"{r['carry_over_se']:.2f} | {r['recognisable']:.2f} | {r['same_digit']:.2f} | "
-              f"{r['empty_frames']:.2f} |")
+              f"{r['empty_frames']:.2f} |" + (f" {r['on_label']:.2f} |" if "on_label" in r
+                                               else " — |" if on_label else ""))
 
 
 if __name__ == "__main__":
