@@ -86,6 +86,27 @@ def test_label_each_gives_every_video_its_own_class(checkpoints, tmp_path):
     assert not np.allclose(video[0], video[1])
 
 
+def test_a_class_model_samples_each_class_unless_told(checkpoints, tmp_path, capsys):
+    """Neither --label nor --caption on a class-conditional model: --label each, with a note and
+    the labels recorded; --label null: the null condition (c = 0), nothing recorded per video."""
+    from vdm_fast.generation.commands import Sample
+    from vdm_fast.generation.model import open_model
+
+    model = open_model(checkpoints["class"])
+    assert np.array_equal(np.asarray(Sample(batch_size=3).condition(model)), np.eye(10)[[0, 1, 2]])
+    assert "video i gets class i mod 10" in capsys.readouterr().err
+    assert Sample(label="null", batch_size=3).condition(model) is None
+    assert Sample(batch_size=3).condition(open_model(checkpoints["text"])) is None  # no caption: null
+    out = tmp_path / "s.gif"
+    cli.main(["sample", "--checkpoint", checkpoints["class"], "--out", str(out), *FAST[:-2]])
+    meta = json.loads((tmp_path / "s.json").read_text())
+    assert (meta["label"], meta["labels"]) == ("each", [0, 1])
+    cli.main(["sample", "--checkpoint", checkpoints["class"], "--out", str(tmp_path / "n.gif"), *FAST[:-2],
+              "--label", "null"])
+    meta = json.loads((tmp_path / "n.json").read_text())
+    assert meta["label"] == "null" and "labels" not in meta
+
+
 @pytest.mark.parametrize("caption", [
     "the seven walks slowly to the left",             # other verbs
     "right is where digit 7 is moving",               # other word order
@@ -138,6 +159,9 @@ def test_sample_notes_an_unfamiliar_caption(checkpoints, tmp_path, capsys):
     ("none", ["--caption", "digit 7"], "--caption: the model is unconditional"),
     ("none", ["--label", "3"], "--label: the model is unconditional"),
     ("none", ["--label", "each"], "--label: the model is unconditional"),
+    ("none", ["--label", "null"], "--label null: the model is unconditional"),
+    ("text", ["--label", "null"], "--label null: the model is text-conditional; leave out --caption"),
+    ("class", ["--label", "null", "--guidance-weight", "2"], "--guidance-weight 2.0 needs a condition"),
     ("text", ["--label", "each"], "the model is text-conditional; pass --caption, not --label"),
     ("text", ["--label", "3"], "the model is text-conditional; pass --caption, not --label"),
     ("class", ["--caption", "digit 7"], "the model is class-conditional; pass --label, not --caption"),

@@ -193,9 +193,10 @@ class GenerateOptions(abc.ABC):
 
 @dataclasses.dataclass
 class Conditioned(GenerateOptions):
-    label: int | Literal["each"] | None = None
+    label: int | Literal["each", "null"] | None = None
     """Class to condition on (class-conditional models); 'each': video i gets class i mod the
-    number of classes (0, 1, ..., 9, 0, ... on Moving MNIST)."""
+    number of classes (0, 1, ..., 9, 0, ... on Moving MNIST; what a class-conditional model
+    samples when --label is not given); 'null': the null condition c = 0 (unguided)."""
     caption: str | None = None
     """Caption to condition on (text-conditional models)."""
     guidance_weight: float | None = None
@@ -209,32 +210,49 @@ class Conditioned(GenerateOptions):
         `python -m vdm_ref.support.eval.caption_fidelity OUT.npz --from-npz` reads) or "label"
         and "labels" (each video's class, which `python -m vdm_ref.support.eval.sample_quality`
         reads), and the guidance weight given."""
-        given = {"caption": self.caption, "label": self.label, "guidance_weight": self.guidance_weight}
-        if self.label is not None and model.unet.conditioning == "class":
-            given["labels"] = self.class_labels(model.unet.num_classes)
+        label = self.class_label(model)
+        given = {"caption": self.caption, "label": label, "guidance_weight": self.guidance_weight}
+        if label not in (None, "null") and model.unet.conditioning == "class":
+            given["labels"] = self.class_labels(model.unet.num_classes, label)
         return {k: v for k, v in given.items() if v is not None}
 
-    def class_labels(self, num_classes: int) -> list[int]:
+    def class_label(self, model):
+        """--label as used: 'each' for a class-conditional model given neither --label nor --caption."""
+        if self.label is None and self.caption is None and model.unet.conditioning == "class":
+            return "each"
+        return self.label
+
+    def class_labels(self, num_classes: int, label=None) -> list[int]:
         """The class of each video: --label for all of them, or 0, 1, ..., num_classes - 1, 0, ...
         for --label each."""
-        if self.label == "each":
+        label = self.label if label is None else label
+        if label == "each":
             return [i % num_classes for i in range(self.batch_size)]
-        return [self.label] * self.batch_size
+        return [label] * self.batch_size
 
     def condition(self, model):
         """c of --label / --caption for a batch (`vdm_fast.inputs.ConditionEncoder`), checked
-        against the model's conditioning; None (the null condition) when neither is given."""
+        against the model's conditioning; None (the null condition) for an unconditional model
+        or a text model given no caption, and for --label null. A class-conditional model given
+        neither flag samples every class in turn (--label each), as its training previews do."""
         kind = model.unet.conditioning
         flag = {"class": "--label", "text": "--caption"}.get(kind)
-        if self.label is not None and self.caption is not None:
+        label = self.class_label(model)
+        if label is not None and self.caption is not None:
             raise InputError("give --label or --caption, not both")
-        if self.label is None and self.caption is None:
+        if label != self.label:
+            print(f"note: a class-conditional model; video i gets class i mod {model.unet.num_classes} "
+                  "(--label each; --label N for one class, --label null for none)", file=sys.stderr)
+        if label in (None, "null") and self.caption is None:
             if self.guidance_weight:
                 raise InputError(f"--guidance-weight {self.guidance_weight} needs a condition: "
                                  + (f"the model is {kind}-conditional; pass {flag}" if flag
                                     else "the model is unconditional"))
+            if label == "null" and kind != "class":
+                raise InputError(f"--label null: the model is {'unconditional' if kind == 'none' else kind + '-conditional'}"
+                                 + ("; leave out --caption for its null condition" if kind == "text" else ""))
             return None
-        given = "--label" if self.label is not None else "--caption"
+        given = "--label" if label is not None else "--caption"
         if kind == "none":
             raise InputError(f"{given}: the model is unconditional, nothing can condition it"
                              + (f" (the shipped caption-conditioned model: --checkpoint {TEXT_CHECKPOINT})"
@@ -243,10 +261,10 @@ class Conditioned(GenerateOptions):
             raise InputError(f"{given}: the model is {kind}-conditional; pass {flag}, not {given}")
         encoder = ConditionEncoder(model.unet)
         if kind == "class":
-            if self.label != "each" and not 0 <= self.label < model.unet.num_classes:
-                raise InputError(f"--label {self.label}: expected a class in [0, {model.unet.num_classes}) "
-                                 "or 'each'")
-            return encoder.labels(self.class_labels(model.unet.num_classes))
+            if label != "each" and not 0 <= label < model.unet.num_classes:
+                raise InputError(f"--label {label}: expected a class in [0, {model.unet.num_classes}), "
+                                 "'each' or 'null'")
+            return encoder.labels(self.class_labels(model.unet.num_classes, label))
         if not self.caption.strip():
             raise InputError("--caption is empty: give a caption, or leave --caption out to sample from the "
                              "null condition")
