@@ -195,8 +195,8 @@ class GenerateOptions(abc.ABC):
 class Conditioned(GenerateOptions):
     label: int | Literal["each", "null"] | None = None
     """Class to condition on (class-conditional models); 'each': video i gets class i mod the
-    number of classes (0, 1, ..., 9, 0, ... on Moving MNIST; what a class-conditional model
-    samples when --label is not given); 'null': the null condition c = 0 (unguided)."""
+    number of classes (0, 1, ..., 9, 0, ... on Moving MNIST; what `sample` and `cascade` give a
+    class-conditional model when --label is not given); 'null': the null condition c = 0."""
     caption: str | None = None
     """Caption to condition on (text-conditional models)."""
     guidance_weight: float | None = None
@@ -204,6 +204,10 @@ class Conditioned(GenerateOptions):
 
     MINIMUMS: ClassVar[dict] = {**GenerateOptions.MINIMUMS, "guidance_weight": 0}
     FINITE: ClassVar[tuple] = GenerateOptions.FINITE + ("guidance_weight",)
+    #: --label of a class-conditional model given neither --label nor --caption: "each" where
+    #: nothing else says what to draw (sample, cascade), None (the null condition) where an input
+    #: video does.
+    DEFAULT_LABEL: ClassVar[str | None] = "each"
 
     def record(self, model) -> dict:
         """The condition the videos were generated with, for OUT.json: "caption" (which
@@ -217,9 +221,10 @@ class Conditioned(GenerateOptions):
         return {k: v for k, v in given.items() if v is not None}
 
     def class_label(self, model):
-        """--label as used: 'each' for a class-conditional model given neither --label nor --caption."""
+        """--label as used: DEFAULT_LABEL for a class-conditional model given neither --label nor
+        --caption."""
         if self.label is None and self.caption is None and model.unet.conditioning == "class":
-            return "each"
+            return self.DEFAULT_LABEL
         return self.label
 
     def class_labels(self, num_classes: int, label=None) -> list[int]:
@@ -234,7 +239,8 @@ class Conditioned(GenerateOptions):
         """c of --label / --caption for a batch (`vdm_fast.inputs.ConditionEncoder`), checked
         against the model's conditioning; None (the null condition) for an unconditional model
         or a text model given no caption, and for --label null. A class-conditional model given
-        neither flag samples every class in turn (--label each), as its training previews do."""
+        neither flag gets DEFAULT_LABEL: in `sample` every class in turn (--label each), as its
+        training previews do."""
         kind = model.unet.conditioning
         flag = {"class": "--label", "text": "--caption"}.get(kind)
         label = self.class_label(model)
@@ -295,6 +301,7 @@ class FromVideo(Conditioned):
 
     MINIMUMS: ClassVar[dict] = {**Conditioned.MINIMUMS, "clip": 0, "w_r": 0}
     FINITE: ClassVar[tuple] = Conditioned.FINITE + ("w_r",)
+    DEFAULT_LABEL: ClassVar[str | None] = None  # the input video says what to draw
 
     def inputs(self) -> list[tuple[str, Path, bool]]:
         return super().inputs() + ([("--video", Path(self.video), True)] if self.video is not None else [])
