@@ -97,9 +97,10 @@ def test_a_class_model_samples_each_class_unless_told(checkpoints, tmp_path, cap
     assert "video i gets class i mod 10" in capsys.readouterr().err
     assert Sample(label="null", batch_size=3).condition(model) is None
     assert Sample(batch_size=3).condition(open_model(checkpoints["text"])) is None  # no caption: null
-    from vdm_fast.generation.commands import Predict
+    from vdm_fast.generation.commands import Cascade, Predict
 
     assert Predict(clip=0, batch_size=3).condition(model) is None  # the input video says what to draw
+    assert Cascade(batch_size=3).condition(model) is None  # the base's video says what to draw
     out = tmp_path / "s.gif"
     cli.main(["sample", "--checkpoint", checkpoints["class"], "--out", str(out), *FAST[:-2]])
     meta = json.loads((tmp_path / "s.json").read_text())

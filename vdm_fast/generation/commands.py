@@ -270,6 +270,7 @@ class Cascade(Conditioned):
     MINIMUMS: ClassVar[dict] = {**Conditioned.MINIMUMS, "frameskip": 1, "base_frames": 1, "context_frames": 0,
                                 "w_r": 0}
     FINITE: ClassVar[tuple] = Conditioned.FINITE + ("w_r",)
+    DEFAULT_LABEL: ClassVar[str | None] = None  # the base's video says what the second stage draws
 
     def inputs(self) -> list[tuple[str, Path, bool]]:
         return super().inputs() + [("--base", resolve_checkpoint(self.base, "--base"), False)]

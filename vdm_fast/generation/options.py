@@ -195,7 +195,7 @@ class GenerateOptions(abc.ABC):
 class Conditioned(GenerateOptions):
     label: int | Literal["each", "null"] | None = None
     """Class to condition on (class-conditional models); 'each': video i gets class i mod the
-    number of classes (0, 1, ..., 9, 0, ... on Moving MNIST; what `sample` and `cascade` give a
+    number of classes (0, 1, ..., 9, 0, ... on Moving MNIST; what `sample` gives a
     class-conditional model when --label is not given); 'null': the null condition c = 0."""
     caption: str | None = None
     """Caption to condition on (text-conditional models)."""
@@ -205,8 +205,8 @@ class Conditioned(GenerateOptions):
     MINIMUMS: ClassVar[dict] = {**GenerateOptions.MINIMUMS, "guidance_weight": 0}
     FINITE: ClassVar[tuple] = GenerateOptions.FINITE + ("guidance_weight",)
     #: --label of a class-conditional model given neither --label nor --caption: "each" where
-    #: nothing else says what to draw (sample, cascade), None (the null condition) where an input
-    #: video does.
+    #: nothing else says what to draw (sample), None (the null condition) where an input video
+    #: or a base model's video does.
     DEFAULT_LABEL: ClassVar[str | None] = "each"
 
     def record(self, model) -> dict:
