@@ -32,6 +32,9 @@ def test_the_shipped_text_model_samples_a_caption(tmp_path, capsys):
         assert ("'moving right' describes no digit" in err) == (i == 1), err
 
 
-def test_a_caption_for_the_unconditional_default_names_the_text_model(tmp_path):
+def test_a_caption_for_the_class_conditional_default_names_the_text_model(tmp_path):
     text = one_line_error(["sample", "--out", str(tmp_path / "o"), *FAST, "--caption", "digit 7 is moving right"])
+    assert re.search(rf"class-conditional; pass --label.*--checkpoint {TEXT_CHECKPOINT}", text), text
+    text = one_line_error(["sample", "--checkpoint", str(ROOT / "checkpoints" / "mnist-small-uncond"),
+                           "--out", str(tmp_path / "o"), *FAST, "--caption", "digit 7 is moving right"])
     assert re.search(rf"unconditional.*--checkpoint {TEXT_CHECKPOINT}", text), text

@@ -264,7 +264,9 @@ class Conditioned(GenerateOptions):
                              + (f" (the shipped caption-conditioned model: --checkpoint {TEXT_CHECKPOINT})"
                                 if given == "--caption" else ""))
         if given != flag:
-            raise InputError(f"{given}: the model is {kind}-conditional; pass {flag}, not {given}")
+            raise InputError(f"{given}: the model is {kind}-conditional; pass {flag}, not {given}"
+                             + (f" (the shipped caption-conditioned model: --checkpoint {TEXT_CHECKPOINT})"
+                                if given == "--caption" else ""))
         encoder = ConditionEncoder(model.unet)
         if kind == "class":
             if label != "each" and not 0 <= label < model.unet.num_classes:
