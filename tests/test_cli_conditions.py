@@ -286,3 +286,20 @@ def test_cascade_refuses_a_base_with_nothing_to_upsample(checkpoints, tmp_path, 
     text = one_line_error(["cascade", "--checkpoint", checkpoints["none"], "--base", checkpoints["none"],
                            "--out", str(tmp_path / "o"), *FAST])
     assert "at the second stage's frame rate: nothing to upsample" in text, text
+
+
+def test_cascade_conditions_only_the_stages_that_take_the_flag(checkpoints, base_checkpoints):
+    """A caption reaches the text base and leaves a class-conditional second stage at its null
+    condition (the shipped default is class-conditional); a label the other way round; a flag no
+    stage takes is one error."""
+    from vdm_fast.generation.commands import Cascade
+    from vdm_fast.generation.model import open_model
+    from vdm_fast.inputs import InputError
+
+    base, model = open_model(base_checkpoints["text"]), open_model(checkpoints["class"])
+    c_base, c_model = Cascade(caption="digit 7 is moving left and right", batch_size=2).stage_conditions(base, model)
+    assert c_model is None and np.asarray(c_base[0]).shape[0] == 2
+    c_base, c_model = Cascade(label=3, batch_size=2).stage_conditions(base, model)
+    assert c_base is None and np.array_equal(np.asarray(c_model), np.eye(10)[[3, 3]])
+    with pytest.raises(InputError, match="neither the base .* is class-conditional"):
+        Cascade(label=3, batch_size=2).stage_conditions(base, open_model(checkpoints["text"]))

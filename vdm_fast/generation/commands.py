@@ -301,15 +301,21 @@ class Cascade(Conditioned):
                          videos={"base": held, "stages": np.concatenate([held, gap, r.high], axis=3)})
 
     def stage_conditions(self, base, model) -> tuple:
-        """(c of the base, c of the second stage): --label / --caption encoded for each
-        conditional stage, None for an unconditional one; InputError if no stage takes it."""
+        """(c of the base, c of the second stage): --label / --caption encoded for each stage
+        conditioned that way, None (the null condition) for the others; InputError if no stage
+        takes it."""
         if self.label is None and self.caption is None:
             return self.condition(base), self.condition(model)
         kinds = {base.unet.conditioning, model.unet.conditioning} - {"none"}
         if not kinds:
             raise InputError(f"{'--label' if self.label is not None else '--caption'}: neither the base "
                              f"({self.base}) nor --checkpoint ({self.checkpoint}) is conditional")
-        return tuple(None if m.unet.conditioning == "none" else self.condition(m) for m in (base, model))
+        takes = "class" if self.label is not None else "text"
+        if takes not in kinds:
+            given = "--label" if self.label is not None else "--caption"
+            raise InputError(f"{given}: neither the base ({self.base}) nor --checkpoint ({self.checkpoint}) is "
+                             f"{takes}-conditional")
+        return tuple(self.condition(m) if m.unet.conditioning == takes else None for m in (base, model))
 
 
 def cascade_geometry(base, model, frameskip: int | None) -> tuple[int, int]:
