@@ -74,5 +74,13 @@ def test_cli_reads_the_requested_labels_beside_the_npz(tmp_path, capsys, refs):
     header, _, row = capsys.readouterr().out.splitlines()
     assert header.endswith("on label |") and row.count("|") == header.count("|")
     (tmp_path / "s.json").write_text(json.dumps({"labels": [0, 1]}))
-    with pytest.raises(ValueError, match="2 labels for 4 videos"):
+    with pytest.raises(SystemExit):
         main([str(path), "--reference-videos", "0"])
+    assert "2 labels for 4 videos" in capsys.readouterr().err
+    (tmp_path / "s.json").write_text("{broken")
+    with pytest.raises(SystemExit):
+        main([str(path), "--reference-videos", "0"])
+    assert "not the JSON object" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([str(tmp_path / "missing.npz"), "--reference-videos", "0"])
+    assert "missing.npz" in capsys.readouterr().err

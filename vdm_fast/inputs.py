@@ -32,7 +32,7 @@ import numpy as np
 __all__ = [
     "CAPTION_TOKENS", "DEFAULT_BASE_CHECKPOINT", "DEFAULT_CHECKPOINT", "TEXT_CHECKPOINT", "ConditionEncoder", "InputError", "UsageError", "check_flags",
     "check_writable", "dataset_clips", "digit_size_default", "load_input_video", "moving_mnist_data",
-    "moving_mnist_settings", "null_condition", "one_hot", "resolve_checkpoint", "unfamiliar_caption", "usage_errors",
+    "each_class", "moving_mnist_settings", "null_condition", "one_hot", "resolve_checkpoint", "unfamiliar_caption", "usage_errors",
 ]
 
 #: The Moving MNIST checkpoint shipped with the repository (relative to the repository root).
@@ -243,6 +243,12 @@ def one_hot(labels, num_classes: int) -> np.ndarray:
     if bad.size:
         raise InputError(f"class labels {bad[:5].tolist()} outside [0, {num_classes})")
     return np.eye(num_classes, dtype=np.float32)[labels]
+
+
+def each_class(num: int, num_classes: int) -> list[int]:
+    """Class i mod num_classes for item i of num (0, 1, ..., num_classes - 1, 0, ...): what a
+    class-conditional model's training previews and `sample --label each` draw."""
+    return [i % num_classes for i in range(num)]
 
 
 def null_condition(cond):

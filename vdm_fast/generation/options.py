@@ -28,6 +28,7 @@ from vdm_fast.inputs import (
     check_flags,
     check_writable,
     dataset_clips,
+    each_class,
     first_free,
     load_input_video,
     resolve_checkpoint,
@@ -111,8 +112,9 @@ class GenerateOptions(abc.ABC):
         from .model import describe
 
         print(f"{describe(model)}; {time.perf_counter() - t0:.1f} s")
-        if self.record(model):
-            result = result._replace(extra=dict(result.extra or {}, **self.record(model)))
+        recorded = self.record(model)
+        if recorded:
+            result = result._replace(extra=dict(result.extra or {}, **recorded))
         with usage_errors(OSError, prefix=f"--out {self.out or stem}: cannot write: "):
             self.write(stem, fmt, result)
         return stem
@@ -232,7 +234,7 @@ class Conditioned(GenerateOptions):
         for --label each."""
         label = self.label if label is None else label
         if label == "each":
-            return [i % num_classes for i in range(self.batch_size)]
+            return each_class(self.batch_size, num_classes)
         return [label] * self.batch_size
 
     def condition(self, model):

@@ -37,7 +37,7 @@ from .memory import check_memory
 from .options import TrainOptions
 from .rundir import (append_metrics, check_resume_compatible, check_run_dir, plot_losses, prepare_run_dir,
                      run_metadata, write_marker, write_samples)
-from vdm_fast.inputs import InputError, resolve_checkpoint
+from vdm_fast.inputs import InputError, each_class, one_hot, resolve_checkpoint
 from vdm_fast.train import BACKENDS, make_step, step_key
 
 
@@ -237,7 +237,7 @@ class _Run:
         ema = jax.tree.map(lambda x: jnp.asarray(jax.device_get(x)), state["ema"])
         cond = None
         if u.conditioning == "class":
-            cond = jnp.asarray(np.eye(u.num_classes, dtype=np.float32)[np.arange(opts.num_samples) % u.num_classes])
+            cond = jnp.asarray(one_hot(each_class(opts.num_samples, u.num_classes), u.num_classes))
         elif u.conditioning == "text":
             captions = [clip_caption(self.ds, i) for i in range(opts.num_samples)]
             cond = tuple(jnp.asarray(a) for a in self.batcher.conditions.captions(captions))

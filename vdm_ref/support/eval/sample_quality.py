@@ -86,7 +86,10 @@ def requested_labels(npz_path, num_videos: int):
     from pathlib import Path
 
     side = Path(npz_path).with_suffix(".json")
-    labels = json.loads(side.read_text()).get("labels") if side.is_file() else None
+    try:
+        labels = json.loads(side.read_text()).get("labels") if side.is_file() else None
+    except (ValueError, AttributeError) as err:
+        raise ValueError(f"{side}: not the JSON object `python cli.py sample` writes ({err})") from None
     if labels is not None and len(labels) != num_videos:
         raise ValueError(f"{side}: {len(labels)} labels for {num_videos} videos")
     return labels
@@ -117,10 +120,13 @@ def main(argv=None) -> None:
     rows = {}
     frames, size = 8, 32
     for path in args.samples:
-        video = np.load(path)["video"]
+        try:
+            video = np.load(path)["video"]
+            labels = requested_labels(path, len(video))
+        except (OSError, KeyError, ValueError) as err:
+            p.error(f"{path}: {err}")
         frames, size = video.shape[1], video.shape[2]
-        rows[path] = digit_sample_quality(video, args.digit_size, confidence=args.confidence,
-                                          labels=requested_labels(path, len(video)))
+        rows[path] = digit_sample_quality(video, args.digit_size, confidence=args.confidence, labels=labels)
     if args.reference_videos:
         for name, video in reference_videos(args.reference_videos, frames, resolution=size,
                                             digit_size=args.digit_size).items():
