@@ -94,7 +94,8 @@ def test_a_class_model_samples_each_class_unless_told(checkpoints, tmp_path, cap
 
     model = open_model(checkpoints["class"])
     assert np.array_equal(np.asarray(Sample(batch_size=3).condition(model)), np.eye(10)[[0, 1, 2]])
-    assert "video i gets class i mod 10" in capsys.readouterr().err
+    assert "video i gets class i mod 10 (--label each; --label N for one class, --label null for none), " \
+           "guided with w = 1 (Eq. 6" in capsys.readouterr().err  # the tiny config's w
     assert Sample(label="null", batch_size=3).condition(model) is None
     assert Sample(batch_size=3).condition(open_model(checkpoints["text"])) is None  # no caption: null
     from vdm_fast.generation.commands import Cascade, Predict
@@ -104,11 +105,11 @@ def test_a_class_model_samples_each_class_unless_told(checkpoints, tmp_path, cap
     out = tmp_path / "s.gif"
     cli.main(["sample", "--checkpoint", checkpoints["class"], "--out", str(out), *FAST[:-2]])
     meta = json.loads((tmp_path / "s.json").read_text())
-    assert (meta["label"], meta["labels"]) == ("each", [0, 1])
+    assert (meta["label"], meta["labels"], meta["guidance_weight"]) == ("each", [0, 1], 1.0)  # w in use
     cli.main(["sample", "--checkpoint", checkpoints["class"], "--out", str(tmp_path / "n.gif"), *FAST[:-2],
               "--label", "null"])
     meta = json.loads((tmp_path / "n.json").read_text())
-    assert meta["label"] == "null" and "labels" not in meta
+    assert meta["label"] == "null" and "labels" not in meta and "guidance_weight" not in meta  # no w at c = 0
 
 
 @pytest.mark.parametrize("caption", [

@@ -41,6 +41,25 @@ def test_on_label_counts_frames_of_the_requested_class():
         digit_sample_quality(video, 20, labels=own[:3])
 
 
+def test_most_common_digit_measures_variety():
+    """Real clips spread over the classes; one clip repeated is all one digit, named; frames
+    with nothing recognised have no most common digit."""
+    from vdm_ref.support.data import MovingMNIST
+
+    ds = MovingMNIST(12, num_frames=6, resolution=32, digit_size=20, num_digits=1, speed=(1.0, 3.0),
+                     split="test", seed=4321)
+    video = ds.batch(np.arange(12))
+    real = digit_sample_quality(video, 20)
+    assert real["most_common_share"] < 0.4
+    counts = np.bincount([ds.spec(i).labels[0] for i in range(12)], minlength=10)
+    assert real["most_common_share"] >= counts.max() / 12 - 0.15  # the classifier's errors aside
+    k = next(i for i in range(12) if digit_sample_quality(video[i:i + 1], 20)["recognisable"] > 0.5)
+    same = digit_sample_quality(np.repeat(video[k:k + 1], 4, axis=0), 20)
+    assert same["most_common_share"] == 1.0 and same["most_common"] == ds.spec(k).labels[0]
+    blank = digit_sample_quality(-np.ones((2, 4, 32, 32, 1)), 20)
+    assert blank["most_common"] is None and blank["most_common_share"] == 0.0
+
+
 def test_noise_is_not_recognisable():
     noise = np.random.default_rng(0).uniform(-1, 1, (4, 6, 32, 32, 1))
     r = digit_sample_quality(noise, 20)

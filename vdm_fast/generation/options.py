@@ -215,12 +215,20 @@ class Conditioned(GenerateOptions):
         """The condition the videos were generated with, for OUT.json: "caption" (which
         `python -m vdm_ref.support.eval.caption_fidelity OUT.npz --from-npz` reads) or "label"
         and "labels" (each video's class, which `python -m vdm_ref.support.eval.sample_quality`
-        reads), and the guidance weight given."""
+        reads), and the guidance weight w of Eq. 6 in use (given, or the model config's) when a
+        condition is."""
         label = self.class_label(model)
-        given = {"caption": self.caption, "label": label, "guidance_weight": self.guidance_weight}
+        conditioned = label not in (None, "null") or self.caption is not None
+        given = {"caption": self.caption, "label": label,
+                 "guidance_weight": self.used_guidance_weight(model) if conditioned else self.guidance_weight}
         if label not in (None, "null") and model.unet.conditioning == "class":
             given["labels"] = self.class_labels(model.unet.num_classes, label)
         return {k: v for k, v in given.items() if v is not None}
+
+    def used_guidance_weight(self, model) -> float:
+        """w of Eq. 6 as sampled: --guidance-weight, else the model config's."""
+        given = self.guidance_weight
+        return float(model.config.diffusion.guidance_weight if given is None else given)
 
     def class_label(self, model):
         """--label as used: DEFAULT_LABEL for a class-conditional model given neither --label nor
@@ -250,7 +258,8 @@ class Conditioned(GenerateOptions):
             raise InputError("give --label or --caption, not both")
         if label != self.label:
             print(f"note: a class-conditional model; video i gets class i mod {model.unet.num_classes} "
-                  "(--label each; --label N for one class, --label null for none)", file=sys.stderr)
+                  "(--label each; --label N for one class, --label null for none), guided with "
+                  f"w = {self.used_guidance_weight(model):g} (Eq. 6; --guidance-weight)", file=sys.stderr)
         if label in (None, "null") and self.caption is None:
             if self.guidance_weight:
                 raise InputError(f"--guidance-weight {self.guidance_weight} needs a condition: "
