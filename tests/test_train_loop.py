@@ -192,6 +192,19 @@ def test_preset_flag_conflict():
         train(Train(resume=True, overwrite=True, **MINI_KW).options())
 
 
+def test_the_config_notes_say_which_flags_changed_the_preset():
+    """A checkpoint's notes are the preset's plus the recipe flags that changed it (not the step
+    budget, not a flag equal to the preset's value)."""
+    from vdm_ref.configs import get_preset
+
+    preset = get_preset("mnist-small").notes
+    assert resolve_config("mnist-small", {"train_steps": 5, "channels": 32}).notes == preset
+    notes = resolve_config("mnist-small", {"conditioning": "class", "num_classes": 10, "cond_dropout": 0.2,
+                                            "attn_resolutions": [8], "train_steps": 5}).notes
+    assert notes == preset + " Trained with --conditioning class --num-classes 10 --cond-dropout 0.2 " \
+                             "--attn-resolutions 8."
+
+
 def test_resolution_not_divisible_by_the_unet_factor():
     with pytest.raises(TrainError, match=r"image_size=30: expected a multiple of patch_size\*2\*\*\(K-1\)=8"):
         resolve_config("mnist-small", {"image_size": 30, "attn_resolutions": ()})

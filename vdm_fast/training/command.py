@@ -19,7 +19,8 @@ from vdm_ref.train import Recipe
 from .data import DataOptions
 from .errors import TrainError
 from .loop import train
-from .options import DIFFUSION_FIELDS, TRAIN_FIELDS, UNET_FIELDS, TrainOptions, flag, resolve_config
+from .options import (DIFFUSION_FIELDS, TRAIN_FIELDS, UNET_FIELDS, TrainOptions, flag, fmt_value, resolve_config,
+                      same_value)
 from .rundir import saved_run
 
 DEFAULT_PRESET = "mnist-small"
@@ -292,12 +293,12 @@ class Train:
         changes = {}
         for field, value in self.overrides().items():
             was = getattr(getattr(config, sections[field]), field)
-            if _same(value, was):
+            if same_value(value, was):
                 continue
             if field in CHANGEABLE_ON_RESUME:
                 changes.setdefault(sections[field], {})[field] = value
             else:
-                conflicts.append(f"{flag(field)} {_fmt(value)} (the run: {_fmt(was)})")
+                conflicts.append(f"{flag(field)} {fmt_value(value)} (the run: {fmt_value(was)})")
         if self.seed != _FIELDS["seed"].default and self.seed != seed:
             conflicts.append(f"--seed {self.seed} (the run: {seed})")
         if self.data_dir is not None and (data.data_dir is None
@@ -305,8 +306,8 @@ class Train:
             conflicts.append(f"--data-dir {self.data_dir} (the run: {data.data_dir or 'the embedded Moving MNIST'})")
         for f in _MNIST:
             mine, was = getattr(self, f), getattr(data, f)
-            if mine != _FIELDS[f].default and not _same(mine, was):
-                conflicts.append(f"--{f.replace('_', '-')} {_fmt(mine)} (the run: {_fmt(was)})")
+            if mine != _FIELDS[f].default and not same_value(mine, was):
+                conflicts.append(f"--{f.replace('_', '-')} {fmt_value(mine)} (the run: {fmt_value(was)})")
         if conflicts:
             raise TrainError(f"--resume continues the run saved in {source}, but "
                              f"{'; '.join(conflicts)}: drop these flags to continue the run, or start a new "
@@ -367,14 +368,6 @@ _FIELDS = {f.name: f for f in dataclasses.fields(Train)}
 _MNIST = [name for name in _FIELDS if name.startswith("mnist_")]
 
 
-def _same(a, b) -> bool:
-    if isinstance(a, (tuple, list)) or isinstance(b, (tuple, list)):
-        return tuple(a) == tuple(b)
-    return a == b
-
-
-def _fmt(v) -> str:
-    return " ".join(str(x) for x in v) if isinstance(v, (tuple, list)) else str(v)
 
 
 def main(argv=None) -> None:

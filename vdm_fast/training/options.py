@@ -54,12 +54,35 @@ def resolve_config(preset: str, overrides: dict) -> Config:
         try:
             parts[name] = dataclasses.replace(sub, **changes)
         except (ValueError, TypeError) as e:
-            flags = " ".join(f"{flag(k)} {_fmt(v)}" for k, v in changes.items())
+            flags = " ".join(f"{flag(k)} {fmt_value(v)}" for k, v in changes.items())
             raise TrainError(f"preset {preset!r} with {flags}: {e}") from None
-    return dataclasses.replace(base, **parts)
+    return dataclasses.replace(base, **parts, notes=_noted(base, overrides))
 
 
-def _fmt(v):
+def _noted(base: Config, overrides: dict) -> str:
+    """The preset's notes, plus the flags that changed its recipe (the step budget aside), so a
+    checkpoint's config does not describe, say, a class-conditional run as the preset's
+    unconditional model."""
+    changed = [f"{flag(k)} {fmt_value(v)}" for k, v in overrides.items() if k != "train_steps"
+               and not same_value(v, getattr(getattr(base, _section(k)), k))]
+    if not changed:
+        return base.notes
+    return f"{base.notes} Trained with {' '.join(changed)}.".strip()
+
+
+def _section(field: str) -> str:
+    return "unet" if field in UNET_FIELDS else "diffusion" if field in DIFFUSION_FIELDS else "train"
+
+
+def same_value(a, b) -> bool:
+    """A flag's value equals a config field's (a list flag against a tuple field compares items)."""
+    if isinstance(a, (tuple, list)) or isinstance(b, (tuple, list)):
+        return tuple(a) == tuple(b)
+    return a == b
+
+
+def fmt_value(v) -> str:
+    """A flag's value as typed on the command line (lists space-separated)."""
     return " ".join(str(x) for x in v) if isinstance(v, (tuple, list)) else str(v)
 
 
