@@ -103,3 +103,7 @@ def test_cli_reads_the_requested_labels_beside_the_npz(tmp_path, capsys, refs):
     with pytest.raises(SystemExit):
         main([str(tmp_path / "missing.npz"), "--reference-videos", "0"])
     assert "missing.npz" in capsys.readouterr().err
+    (tmp_path / "cut.npz").write_bytes(path.read_bytes()[:100])  # a truncated file: one line, no traceback
+    with pytest.raises(SystemExit):
+        main([str(tmp_path / "cut.npz"), "--reference-videos", "0"])
+    assert "cut.npz" in capsys.readouterr().err

@@ -307,14 +307,10 @@ class Cascade(Conditioned):
         if self.label is None and self.caption is None:
             return self.condition(base), self.condition(model)
         kinds = {base.unet.conditioning, model.unet.conditioning} - {"none"}
-        if not kinds:
-            raise InputError(f"{'--label' if self.label is not None else '--caption'}: neither the base "
-                             f"({self.base}) nor --checkpoint ({self.checkpoint}) is conditional")
-        takes = "class" if self.label is not None else "text"
+        given, takes = ("--label", "class") if self.label is not None else ("--caption", "text")
         if takes not in kinds:
-            given = "--label" if self.label is not None else "--caption"
             raise InputError(f"{given}: neither the base ({self.base}) nor --checkpoint ({self.checkpoint}) is "
-                             f"{takes}-conditional")
+                             + (f"{takes}-conditional" if kinds else "conditional"))
         return tuple(self.condition(m) if m.unet.conditioning == takes else None for m in (base, model))
 
 

@@ -226,9 +226,8 @@ class Conditioned(GenerateOptions):
         return {k: v for k, v in given.items() if v is not None}
 
     def used_guidance_weight(self, model) -> float:
-        """w of Eq. 6 as sampled: --guidance-weight, else the model config's."""
-        given = self.guidance_weight
-        return float(model.config.diffusion.guidance_weight if given is None else given)
+        """w of Eq. 6 as sampled: --guidance-weight, else the model config's (`options`)."""
+        return float(self.options(model, guidance_weight=self.guidance_weight).guidance_weight)
 
     def class_label(self, model):
         """--label as used: DEFAULT_LABEL for a class-conditional model given neither --label nor

@@ -20,7 +20,7 @@ from .data import DataOptions
 from .errors import TrainError
 from .loop import train
 from .options import (DIFFUSION_FIELDS, TRAIN_FIELDS, UNET_FIELDS, TrainOptions, flag, fmt_value, resolve_config,
-                      same_value)
+                      same_value, section)
 from .rundir import saved_run
 
 DEFAULT_PRESET = "mnist-small"
@@ -39,9 +39,8 @@ def _hint(text: str, metavar: str):
 def _from_preset(field: str):
     """tyro's help suffix for a preset-override flag: the value the default preset gives it."""
     config = get_preset(DEFAULT_PRESET)
-    section = config.unet if field in UNET_FIELDS else config.train if field in TRAIN_FIELDS else config.diffusion
-    value = getattr(section, field)
-    shown = " ".join(map(str, value)) if isinstance(value, tuple) else str(value)
+    value = getattr(getattr(config, section(field)), field)
+    shown = fmt_value(value)
     metavar = {bool: "{True,False}", int: "INT", float: "FLOAT", str: "STR"}.get(type(value), "[INT [INT ...]]")
     metavar = {"target": "{eps,v}", "conditioning": "{none,class,text}", "lr_decay": "{none,cosine}",
                "loss_weight": "{none,min_snr}", "temporal_position": "{bias,shaw}"}.get(field, metavar)
@@ -288,15 +287,13 @@ class Train:
         conflicts = []
         if self.preset != DEFAULT_PRESET and self.preset != config.name:
             conflicts.append(f"--preset {self.preset} (the run: {config.name})")
-        sections = {**{f: "unet" for f in UNET_FIELDS}, **{f: "diffusion" for f in DIFFUSION_FIELDS},
-                    **{f: "train" for f in TRAIN_FIELDS}}
         changes = {}
         for field, value in self.overrides().items():
-            was = getattr(getattr(config, sections[field]), field)
+            was = getattr(getattr(config, section(field)), field)
             if same_value(value, was):
                 continue
             if field in CHANGEABLE_ON_RESUME:
-                changes.setdefault(sections[field], {})[field] = value
+                changes.setdefault(section(field), {})[field] = value
             else:
                 conflicts.append(f"{flag(field)} {fmt_value(value)} (the run: {fmt_value(was)})")
         if self.seed != _FIELDS["seed"].default and self.seed != seed:
@@ -366,8 +363,6 @@ class Train:
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Train)}
 _MNIST = [name for name in _FIELDS if name.startswith("mnist_")]
-
-
 
 
 def main(argv=None) -> None:

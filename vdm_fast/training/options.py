@@ -64,13 +64,14 @@ def _noted(base: Config, overrides: dict) -> str:
     checkpoint's config does not describe, say, a class-conditional run as the preset's
     unconditional model."""
     changed = [f"{flag(k)} {fmt_value(v)}" for k, v in overrides.items() if k != "train_steps"
-               and not same_value(v, getattr(getattr(base, _section(k)), k))]
+               and not same_value(v, getattr(getattr(base, section(k)), k))]
     if not changed:
         return base.notes
     return f"{base.notes} Trained with {' '.join(changed)}.".strip()
 
 
-def _section(field: str) -> str:
+def section(field: str) -> str:
+    """The part of a `Config` that holds a hyperparameter field: "unet", "diffusion" or "train"."""
     return "unet" if field in UNET_FIELDS else "diffusion" if field in DIFFUSION_FIELDS else "train"
 
 

@@ -117,6 +117,7 @@ def reference_videos(num_videos: int, num_frames: int, *, resolution: int = 32, 
 def main(argv=None) -> None:
     """Print a Markdown table: each .npz given, then real and frame-shuffled clips."""
     import argparse
+    import zipfile
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("samples", nargs="*", help=".npz files with 'video' [B, T, H, W, C] in [-1, 1]")
@@ -130,7 +131,7 @@ def main(argv=None) -> None:
         try:
             video = np.load(path)["video"]
             labels = requested_labels(path, len(video))
-        except (OSError, KeyError, ValueError) as err:
+        except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile) as err:  # missing, truncated, no "video"
             p.error(f"{path}: {err}")
         frames, size = video.shape[1], video.shape[2]
         rows[path] = digit_sample_quality(video, args.digit_size, confidence=args.confidence, labels=labels)
