@@ -218,9 +218,9 @@ class Conditioned(GenerateOptions):
         reads), and the guidance weight w of Eq. 6 in use (given, or the model config's) when a
         condition is."""
         label = self.class_label(model)
-        conditioned = label not in (None, "null") or self.caption is not None
         given = {"caption": self.caption, "label": label,
-                 "guidance_weight": self.used_guidance_weight(model) if conditioned else self.guidance_weight}
+                 "guidance_weight": self.used_guidance_weight(model) if self.asks_condition(model)
+                 else self.guidance_weight}
         if label not in (None, "null") and model.unet.conditioning == "class":
             given["labels"] = self.class_labels(model.unet.num_classes, label)
         return {k: v for k, v in given.items() if v is not None}
@@ -228,6 +228,10 @@ class Conditioned(GenerateOptions):
     def used_guidance_weight(self, model) -> float:
         """w of Eq. 6 as sampled: --guidance-weight, else the model config's (`options`)."""
         return float(self.options(model, guidance_weight=self.guidance_weight).guidance_weight)
+
+    def asks_condition(self, model) -> bool:
+        """Whether the flags (or DEFAULT_LABEL) ask for a condition c rather than the null one."""
+        return self.class_label(model) not in (None, "null") or self.caption is not None
 
     def class_label(self, model):
         """--label as used: DEFAULT_LABEL for a class-conditional model given neither --label nor
@@ -259,7 +263,7 @@ class Conditioned(GenerateOptions):
             print(f"note: a class-conditional model; video i gets class i mod {model.unet.num_classes} "
                   "(--label each; --label N for one class, --label null for none), guided with "
                   f"w = {self.used_guidance_weight(model):g} (Eq. 6; --guidance-weight)", file=sys.stderr)
-        if label in (None, "null") and self.caption is None:
+        if not self.asks_condition(model):
             if self.guidance_weight:
                 raise InputError(f"--guidance-weight {self.guidance_weight} needs a condition: "
                                  + (f"the model is {kind}-conditional; pass {flag}" if flag
