@@ -8,6 +8,7 @@ a persistent compilation cache, so only the first one compiles.
 import dataclasses
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -130,12 +131,15 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, jax_
     run = tmp_path / "nan"
     out = subprocess.run(
         [sys.executable, "-c", "import sys; from vdm_fast.training.command import main; main(sys.argv[1:])",
-         *MINI, "--run-dir", str(run), "--steps", "20", "--checkpoint-every", "2", "--learning-rate", "1e30"],
+         *MINI, "--run-dir", str(run), "--steps", "20", "--checkpoint-every", "100", "--learning-rate", "1e30"],
         cwd=ROOT, capture_output=True, text=True, timeout=600, env=_env(jax_cache))
     assert out.returncode == 2, out.stdout + out.stderr
     assert "non-finite loss" in out.stderr and "last good state" in out.stderr
     arrays, meta = ckpt.load_checkpoint(run)
-    assert meta.get("stopped") == "non-finite loss" and meta["step"] < 20
+    # the loop reads a step's loss one step late: the checkpoint is still the state before the bad step
+    bad = int(re.search(r"at step (\d+)", out.stderr).group(1))
+    assert meta.get("stopped") == "non-finite loss" and meta["step"] == bad < 20
+    assert int(arrays["opt"]["count"]) == bad
     assert all(np.isfinite(v).all() for v in ckpt.flatten(arrays).values())
 
 

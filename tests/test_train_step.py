@@ -146,6 +146,63 @@ def test_non_finite_loss_leaves_the_state_unchanged(fast_two_steps):
     assert int(after["opt"]["count"]) == 0
 
 
+def test_a_step_after_an_unapplied_one_is_not_applied_either(fast_two_steps):
+    """`proceed` False (the previous step's metrics["applied"], as the loop passes it to read
+    metrics one step late) leaves a finite step's state unchanged, and says so; True applies it."""
+    step, _ = fast_two_steps
+    state = fast_train.init_train_state(CONFIG, _params(), RECIPE)
+    before = fast_train.state_to_canonical(state)
+    bad = _batch(0)
+    bad["x"][0, 0, 0, 0, 0] = np.nan
+    state, m0 = step(state, jax.tree.map(jnp.asarray, bad), ref_train.step_key(0, 0))
+    state, m1 = step(state, jax.tree.map(jnp.asarray, _batch(1)), ref_train.step_key(0, 1), 0.0, m0["applied"])
+    assert not bool(m0["applied"]) and not bool(m1["applied"]) and np.isfinite(float(m1["loss"]))
+    held = fast_train.state_to_canonical(state)
+    assert _max_diff(held, before) == 0.0
+    state, m2 = step(state, jax.tree.map(jnp.asarray, _batch(1)), ref_train.step_key(0, 1), 0.0, True)
+    assert bool(m2["applied"]) and _max_diff(fast_train.state_to_canonical(state)["params"], before["params"]) > 0
+
+
+@pytest.mark.parametrize("from_checkpoint", [False, True], ids=["new", "resumed"])
+def test_the_placed_state_is_the_state(fast_two_steps, from_checkpoint):
+    """`placed_train_state` (what make_step trains on: built on the devices leaf by leaf) holds
+    the same values, structure and dtypes as `init_train_state` / `state_from_canonical`, every
+    leaf in a buffer of its own (the step donates them)."""
+    _, fast = fast_two_steps
+    canon, _ = fast[1]
+    mesh = shd.data_fsdp_mesh(2, 2)
+    abstract = fast_train.abstract_train_state(CONFIG, RECIPE)
+    state_sh = shd.param_shardings(abstract, mesh, fsdp=True, axis="fsdp", min_size=MIN_SIZE)
+    if from_checkpoint:
+        want = fast_train.state_from_canonical(CONFIG, RECIPE, canon, step=2)
+        got = fast_train.placed_train_state(CONFIG, RECIPE, state_sh, arrays=canon, step=2)
+    else:
+        want = fast_train.init_train_state(CONFIG, init(CONFIG.unet, 0), RECIPE)
+        got = fast_train.placed_train_state(CONFIG, RECIPE, state_sh, params=init(CONFIG.unet, 0))
+    assert jax.tree.structure(got) == jax.tree.structure(want) == jax.tree.structure(abstract)
+    assert state_sh["params"]["mid_res_0"]["conv_1"]["w"].spec != jax.sharding.PartitionSpec()  # FSDP splits it
+    for g, w, a, sh in zip(jax.tree.leaves(got), jax.tree.leaves(want), jax.tree.leaves(abstract),
+                           jax.tree.leaves(state_sh), strict=True):
+        assert g.dtype == w.dtype == a.dtype and g.shape == a.shape and g.sharding == sh
+        np.testing.assert_array_equal(np.asarray(g), np.asarray(w))
+    buffers = [s.data.unsafe_buffer_pointer() for leaf in jax.tree.leaves(got) for s in leaf.addressable_shards]
+    assert len(set(buffers)) == len(buffers)
+
+
+def test_make_step_compiles_ahead_and_steps_as_the_lazy_step():
+    """With an example batch, make_step compiles before it places the state (compile_s is its
+    time) and its step is that program: the same update as the step compiled at its first call."""
+    mesh = shd.data_fsdp_mesh(2, 1)
+    out = []
+    for example in (_batch(0), None):
+        impl = fast_train.make_step(CONFIG, RECIPE, params=init(CONFIG.unet, 0), mesh=mesh, example_batch=example)
+        assert (impl.compile_s is not None) == (example is not None)
+        state, m = impl.step(impl.state, impl.put_batch(_batch(0)), ref_train.step_key(0, 0))
+        out.append((fast_train.state_to_canonical(state), float(m["loss"])))
+    (ahead, loss_ahead), (lazy, loss_lazy) = out
+    assert loss_ahead == loss_lazy and _max_diff(ahead, lazy) == 0.0
+
+
 def test_canonical_optimizer_state_round_trips(fast_two_steps):
     _, fast = fast_two_steps
     canon, _ = fast[1]

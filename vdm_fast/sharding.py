@@ -131,10 +131,12 @@ def _param_sharding(x, mesh, fsdp, axis, min_size):
 
 def param_shardings(params, mesh: Mesh, *, fsdp: bool = False, axis: str = "data",
                     min_size: int = FSDP_MIN_SIZE):
-    """The pytree of NamedShardings for `params`: replicated (fsdp False) or FSDP-split over
-    mesh axis `axis` (see `fsdp_partition_spec`). Non-array leaves map to None."""
+    """The pytree of NamedShardings for `params` (arrays, or `jax.ShapeDtypeStruct`s: nothing
+    allocated): replicated (fsdp False) or FSDP-split over mesh axis `axis` (see
+    `fsdp_partition_spec`). Other leaves map to None."""
     return jax.tree_util.tree_map(
-        lambda x: _param_sharding(x, mesh, fsdp, axis, min_size) if _is_array(x) else None, params)
+        lambda x: _param_sharding(x, mesh, fsdp, axis, min_size)
+        if _is_array(x) or isinstance(x, jax.ShapeDtypeStruct) else None, params)
 
 
 def shard_params(params, mesh: Mesh, *, fsdp: bool = False, axis: str = "data",

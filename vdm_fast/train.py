@@ -31,6 +31,7 @@ checkpoints and `vdm_ref.train` use.
 from __future__ import annotations
 
 import functools
+import time
 from typing import Callable, NamedTuple
 
 import jax
@@ -39,6 +40,7 @@ import numpy as np
 import optax
 
 from vdm_ref import train as ref_train
+from vdm_ref.network import param_shapes
 from vdm_ref.train import (  # noqa: F401  (small tree/scalar maths reused as is: right under jit)
     Recipe,
     adam_update,
@@ -130,7 +132,7 @@ def loss_fn(params, config, batch, key, *, backend="fast", train=True, compute_d
     return ref_train.loss_fn(params, config, batch, key, apply_fn=apply_fn, train=train)
 
 
-def _step(state, batch, key, progress, *, config, recipe, backend, compute_dtype=None, remat=False):
+def _step(state, batch, key, progress, proceed=True, *, config, recipe, backend, compute_dtype=None, remat=False):
     tc = config.train
     optimizer = make_optimizer(config, recipe, progress=progress)
     loss, grads = jax.value_and_grad(loss_fn)(state["params"], config, batch, key, backend=backend,
@@ -141,42 +143,55 @@ def _step(state, batch, key, progress, *, config, recipe, backend, compute_dtype
     n = state["step"]
     decay = ema_decay_at(n + 1.0, tc.ema_decay, recipe.ema_warmup)
     ema = jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, state["ema"], params)
-    # A non-finite loss or gradient leaves the state as it was (the loop then stops and saves it).
-    ok = jnp.isfinite(loss) & jnp.isfinite(norm)
+    # A non-finite loss or gradient leaves the state as it was (the loop then stops and saves it),
+    # and so does every step after one that was not applied (`proceed` False: see make_train_step).
+    ok = jnp.isfinite(loss) & jnp.isfinite(norm) & proceed
     new = {"step": n + 1, "params": params, "ema": ema, "opt": opt}
     new = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, state)
     metrics = {"loss": loss, "grad_norm": norm,
                "learning_rate": learning_rate_at(n, tc.learning_rate, recipe.warmup_steps, recipe.lr_decay,
                                                  progress),
-               "ema_decay": decay}
+               "ema_decay": decay, "applied": ok}
     return new, metrics
 
 
 def make_train_step(config, recipe: Recipe, *, backend="fast", state_sharding=None,
                     batch_sharding=None, compute_dtype=None, remat=False):
-    """The jitted step (state, batch, key, progress=0.0) -> (state, metrics), state donated;
-    progress p ∈ [0, 1] drives `recipe.lr_decay` (a traced scalar: changing it never recompiles).
+    """The jitted step (state, batch, key, progress=0.0, proceed=True) -> (state, metrics), state
+    donated; progress p ∈ [0, 1] drives `recipe.lr_decay` (a traced scalar: changing it never
+    recompiles). metrics["applied"] says whether the update was applied: not when the loss or the
+    gradient norm is non-finite, nor when `proceed` (a bool, on the devices: the previous step's
+    metrics["applied"]) is False. So a loop may read a step's metrics one step late, after it has
+    queued the next step, and still stop on the last good state.
 
     With shardings (from `vdm_fast.sharding`), inputs and outputs are placed by them and
     XLA inserts the collectives (gradient all-reduce for data parallelism; parameter all-gather
     and gradient reduce-scatter for FSDP).
     """
+    return _with_progress(_jitted_step(config, recipe, backend=backend, state_sharding=state_sharding,
+                                       batch_sharding=batch_sharding, compute_dtype=compute_dtype, remat=remat))
+
+
+def _jitted_step(config, recipe: Recipe, *, backend="fast", state_sharding=None, batch_sharding=None,
+                 compute_dtype=None, remat=False):
+    """`jax.jit` of `_step` (state donated, placed by the shardings when given)."""
     fn = functools.partial(_step, config=config, recipe=recipe, backend=backend,
                            compute_dtype=compute_dtype, remat=remat)
     if state_sharding is None:
-        return _with_progress(compile_options.jit(fn, donate_argnums=(0,)))
+        return compile_options.jit(fn, donate_argnums=(0,))
     mesh = jax.tree.leaves(batch_sharding)[0].mesh
     replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-    return _with_progress(compile_options.jit(fn, donate_argnums=(0,),
-                                  in_shardings=(state_sharding, batch_sharding, replicated, replicated),
-                                  out_shardings=(state_sharding, replicated)))
+    return compile_options.jit(fn, donate_argnums=(0,),
+                               in_shardings=(state_sharding, batch_sharding, replicated, replicated, replicated),
+                               out_shardings=(state_sharding, replicated))
 
 
 def _with_progress(jitted):
-    """step(state, batch, key, progress=0.0): the progress as a float32 array (one compiled program)."""
+    """step(state, batch, key, progress=0.0, proceed=True): the progress as a float32 array and
+    proceed as a bool array (one compiled program)."""
 
-    def step(state, batch, key, progress=0.0):
-        return jitted(state, batch, key, jnp.asarray(progress, jnp.float32))
+    def step(state, batch, key, progress=0.0, proceed=True):
+        return jitted(state, batch, key, jnp.asarray(progress, jnp.float32), jnp.asarray(proceed, bool))
 
     return step
 
@@ -218,51 +233,122 @@ def state_from_canonical(config, recipe: Recipe, arrays: dict, step: int):
     return _own_buffers(state)
 
 
+def abstract_train_state(config, recipe: Recipe):
+    """The structure, shapes and dtypes of `init_train_state` (jax.ShapeDtypeStruct leaves);
+    nothing is allocated."""
+    params = jax.tree.map(lambda shape: jax.ShapeDtypeStruct(shape, jnp.float32), param_shapes(config.unet),
+                          is_leaf=lambda x: isinstance(x, tuple))
+    return jax.eval_shape(lambda p: {"step": jnp.zeros((), jnp.int32), "params": p, "ema": p,
+                                     "opt": make_optimizer(config, recipe).init(p)}, params)
+
+
+def placed_train_state(config, recipe: Recipe, shardings, *, params=None, arrays=None, step: int = 0):
+    """The state of `init_train_state(params)`, or of `state_from_canonical(arrays, step)`, built
+    on its devices (`shardings`, a tree like `abstract_train_state`'s): the counters and AdamW's
+    zero moments computed there, each host array copied there once as float32, every leaf a
+    buffer of its own. The two functions above hold up to three copies of the state on the way
+    (1.1 GB each at 71M parameters); this one none."""
+    template = abstract_train_state(config, recipe)
+    count = 0 if arrays is None else arrays["opt"]["count"]
+
+    def counters_and_zeros(step, count):  # computed there: every output a buffer of its own
+        zeros = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), template["params"])
+        return step, opt_from_canonical(template["opt"], {"count": count, "mu": zeros, "nu": zeros})
+
+    step, opt = jax.device_put(jax.jit(counters_and_zeros)(jnp.int32(step), jnp.int32(count)),
+                               (shardings["step"], shardings["opt"]))
+    if arrays is None:  # a new state: θ and its EMA copy, AdamW's moments 0 (optax's init)
+        arrays = {"params": params, "ema": params}
+    else:
+        where = opt_to_canonical(shardings["opt"])
+        mu = _to_devices(arrays["opt"]["mu"], where["mu"])
+        nu = _to_devices(arrays["opt"]["nu"], where["nu"])
+        opt = jax.tree.map(lambda s: s._replace(mu=mu, nu=nu) if isinstance(s, optax.ScaleByAdamState) else s,
+                           opt, is_leaf=_is_state)
+    return {"step": step, "params": _to_devices(arrays["params"], shardings["params"]),
+            "ema": _to_devices(arrays["ema"], shardings["ema"]), "opt": opt}
+
+
+def _to_devices(tree, shardings):
+    """Host arrays (a tree) as float32 arrays placed by `shardings` (a tree of the same
+    structure), one leaf at a time: a host copy of its own, on one device, then placed from there.
+    (Placed straight from the host, the shards of a replicated array on a CPU's devices may share
+    one host buffer, and the step donates every buffer: no two may be the same.)"""
+    return jax.tree.map(lambda x, sh: jax.device_put(jnp.asarray(np.array(x, np.float32, copy=True)), sh),
+                        tree, shardings)
+
+
 # ---------------------------------------------------------------------------------------------
 # The step the loop runs: one call picks the implementation
 
 
 class TrainStep(NamedTuple):
-    """A ready-to-run step: `state` (placed), `step(state, batch, key, progress=0.0) -> (state,
-    metrics)` (progress: p of the learning-rate decay; a non-finite step returns the state
-    unchanged), `to_canonical(state)` (the checkpoint's NumPy dicts) and `put_batch(host_batch)`
-    (this process's rows -> the step's input)."""
+    """A ready-to-run step: `state` (placed), `step(state, batch, key, progress=0.0, proceed=True)
+    -> (state, metrics)` (progress: p of the learning-rate decay; a non-finite step, or one after
+    an unapplied step, returns the state unchanged: `make_train_step`), `to_canonical(state)` (the
+    checkpoint's NumPy dicts), `put_batch(host_batch)` (this process's rows -> the step's input)
+    and `compile_s`, the seconds the step took to compile ahead of time (None: at its first call)."""
 
     state: object
     step: Callable
     to_canonical: Callable
     put_batch: Callable
+    compile_s: float | None = None
 
 
 def make_step(config, recipe: Recipe, *, backend: str = "fast", params=None, arrays=None, start_step: int = 0,
-              mesh=None, compute_dtype=None, remat=False) -> TrainStep:
+              mesh=None, compute_dtype=None, remat=False, example_batch=None) -> TrainStep:
     """The training step of `backend` on a new state (`params`, shared layout) or a checkpoint's
     canonical `arrays` at `start_step`.
 
     fast: the compiled step, the state split over `mesh` ('data', 'fsdp'; FSDP rule of
-    `vdm_fast.sharding`), each batch over all its devices. ref: `reference_step` on one device.
+    `vdm_fast.sharding`), each batch over all its devices. With `example_batch` (a host batch of
+    the run's shapes) the step is compiled ahead of time, before the state exists, and the
+    compiler's freed memory is handed back (`release_freed_memory`) before the state is placed
+    (`placed_train_state`): the compiler's working set and the state are never resident together.
+    ref: `reference_step` on one device.
     """
     if backend == "ref":
         return reference_step(config, recipe, params, arrays, start_step)
-    if arrays is None:
-        state = init_train_state(config, params, recipe)
-    else:
-        state = state_from_canonical(config, recipe, arrays, start_step)
-    state_sh = shd.param_shardings(state, mesh, fsdp=True, axis="fsdp")
+    state_sh = shd.param_shardings(abstract_train_state(config, recipe), mesh, fsdp=True, axis="fsdp")
     batch_sh = shd.batch_sharding(mesh, axis=shd.TRAIN_AXES)
+    batch_size = config.train.batch_size
+    put_batch = lambda b: shd.global_batch(b, batch_sh, batch_size)  # noqa: E731
     leaves, treedef = jax.tree.flatten(state_sh)
     step = _sharded_step(config, recipe, backend, compute_dtype, remat, treedef, tuple(leaves), batch_sh)
-    batch_size = config.train.batch_size
-    return TrainStep(jax.device_put(state, state_sh), step, state_to_canonical,
-                     lambda b: shd.global_batch(b, batch_sh, batch_size))
+    compile_s = None
+    if example_batch is not None:
+        t0 = time.perf_counter()
+        abstract = jax.tree.map(lambda a, sh: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sh),
+                                abstract_train_state(config, recipe), state_sh)
+        step = step.lower(abstract, put_batch(example_batch), step_key(0, 0), jnp.float32(0),
+                          jnp.bool_(True)).compile()  # JAX caches it: a second run of the process reuses it
+        compile_s = time.perf_counter() - t0
+        release_freed_memory()
+    state = placed_train_state(config, recipe, state_sh, params=params, arrays=arrays, step=start_step)
+    release_freed_memory()
+    return TrainStep(state, _with_progress(step), state_to_canonical, put_batch, compile_s)
 
 
 @functools.lru_cache(maxsize=4)
 def _sharded_step(config, recipe, backend, compute_dtype, remat, treedef, leaves, batch_sh):
-    """`make_train_step`, cached per configuration and placement: a second run in the same
-    process (a resume, a test) reuses the compiled program."""
-    return make_train_step(config, recipe, backend=backend, state_sharding=jax.tree.unflatten(treedef, leaves),
-                           batch_sharding=batch_sh, compute_dtype=compute_dtype, remat=remat)
+    """The jitted step of `make_train_step` (before `_with_progress`), cached per configuration
+    and placement: a second run in the same process (a resume, a test) reuses the compiled
+    program."""
+    return _jitted_step(config, recipe, backend=backend, state_sharding=jax.tree.unflatten(treedef, leaves),
+                        batch_sharding=batch_sh, compute_dtype=compute_dtype, remat=remat)
+
+
+def release_freed_memory() -> None:
+    """Hand the heap memory the process has freed back to the system (glibc's `malloc_trim`; a
+    no-op elsewhere). XLA's compiler frees gigabytes that glibc would otherwise keep mapped, and
+    the step's threads allocate from arenas of their own, which do not reuse them."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def reference_step(config, recipe: Recipe, params=None, arrays=None, start_step: int = 0) -> TrainStep:
@@ -280,10 +366,10 @@ def reference_step(config, recipe: Recipe, params=None, arrays=None, start_step:
     state["step"] = jnp.asarray(start_step, jnp.int32)
     jitted = jax.jit(lambda s, b, k, p: ref_train.train_step(s, b, config, recipe, k, p))
 
-    def step(s, b, k, progress=0.0):
+    def step(s, b, k, progress=0.0, proceed=True):
         new, metrics = jitted(s, b, k, jnp.asarray(progress, jnp.float32))
-        ok = bool(jnp.isfinite(metrics["loss"]) & jnp.isfinite(metrics["grad_norm"]))
-        return (new if ok else s), metrics
+        ok = bool(proceed) and bool(jnp.isfinite(metrics["loss"]) & jnp.isfinite(metrics["grad_norm"]))
+        return (new if ok else s), dict(metrics, applied=jnp.asarray(ok))
 
     def to_canonical(s):
         to_np = lambda t: jax.tree.map(lambda x: np.asarray(jax.device_get(x)), t)  # noqa: E731

@@ -7,4 +7,8 @@ class TrainError(ValueError):
 
 
 class NonFiniteLossError(TrainError):
-    """The loss became NaN or infinite; the last good state was checkpointed."""
+    """The loss became NaN or infinite at step `step`; the last good state was checkpointed."""
+
+    def __init__(self, message: str, step: int):
+        super().__init__(message)
+        self.step = step

@@ -184,20 +184,24 @@ class _Run:
                  progress0: float = 0.0):
         import jax
 
+        from vdm_fast.measure import matmul_peak_flops
         from vdm_ref.network import flops
         self.opts, self.ds, self.is_main, self.start_step, self.mesh = opts, ds, is_main, start_step, mesh
         self.run_dir, self.progress0 = Path(opts.run_dir), progress0
         self.metrics_path = self.run_dir / "metrics.jsonl"
         u, tc = opts.config.unet, opts.config.train
-        self.impl = make_step(opts.config, opts.recipe, backend=opts.backend, params=params, arrays=arrays,
-                              start_step=start_step, mesh=mesh, compute_dtype=opts.compute_dtype,
-                              remat=opts.remat)
         rows = slice(None)
         if jax.process_count() > 1:
             share = tc.batch_size // jax.process_count()
             rows = slice(jax.process_index() * share, (jax.process_index() + 1) * share)
         self.batcher = Batcher(ds, opts.config, opts.seed, rows)
         self.flops_per_example = 3 * flops(u, frames=u.frames + tc.image_frames)
+        # the same process, the same moment: the achieved fraction means something
+        self.peak = matmul_peak_flops(512, 5)
+        self.t_start = time.perf_counter()  # --minutes counts from here: the step's compilation included
+        self.impl = make_step(opts.config, opts.recipe, backend=opts.backend, params=params, arrays=arrays,
+                              start_step=start_step, mesh=mesh, compute_dtype=opts.compute_dtype,
+                              remat=opts.remat, example_batch=self.batcher(start_step))
 
     # ---- outputs
 
@@ -260,42 +264,49 @@ class _Run:
     # ---- the loop
 
     def loop(self) -> dict:
-        """Steps until --steps or --minutes, with logs, checkpoints and samples; the summary."""
+        """Steps until --steps or --minutes, with logs, checkpoints and samples; the summary.
+
+        A step's metrics are read one step late, once the next step is queued, so the devices
+        never wait for the host between steps; the step after a non-finite one is queued with
+        `proceed` False and leaves the state as it was (`vdm_fast.train.make_train_step`)."""
         from vdm_fast.measure import matmul_peak_flops
         from vdm_ref.network import count_params
 
-        opts = self.opts
-        peak = matmul_peak_flops(512, 5)  # the same process, the same moment: the achieved fraction means something
-        t_start = self.t_start = time.perf_counter()
+        opts, peak, t_start = self.opts, self.peak, self.t_start
         deadline = None if opts.minutes is None else t_start + 60.0 * opts.minutes
-        state, step, compile_s, last_sample = self.impl.state, self.start_step, None, {}
+        state, step, last_sample = self.impl.state, self.start_step, {}
+        compile_s, pending, proceed = self.impl.compile_s, None, True
         progress = _Progress(self, deadline)
         prefetch = Prefetcher(self.batcher, step)
         try:
             while step < opts.config.train.train_steps and (deadline is None or time.perf_counter() < deadline):
                 t_step = time.perf_counter()
-                # on a non-finite loss the step returns the state unchanged
                 state, m = self.impl.step(state, self.impl.put_batch(prefetch.get(step)), step_key(opts.seed, step),
-                                          self.progress(step))
-                loss, grad_norm = float(m["loss"]), float(m["grad_norm"])
-                if compile_s is None:
-                    compile_s = time.perf_counter() - t_step
-                    progress.restart(step + 1)
-                if not (math.isfinite(loss) and math.isfinite(grad_norm)):
-                    raise NonFiniteLossError(
-                        f"non-finite loss {loss} (gradient norm {grad_norm}) at step {step}: training "
-                        f"stopped. The update was not applied; the last good state (step {step}) is "
-                        f"checkpointed in {self.run_dir / 'checkpoints'}. Lower --learning-rate, check the "
-                        "data, or resume from an earlier checkpoint.")
-                step += 1
-                progress.update(step, loss, grad_norm, m, peak)
-                self.periodic(state, step, last_sample)
-        except NonFiniteLossError:
-            self.save(state, step, {"stopped": "non-finite loss"})
+                                          self.progress(step), proceed)
+                proceed = m["applied"]
+                if pending is not None:  # the previous step's metrics, while this one runs
+                    self.account(*pending, progress)
+                pending, step = (step, m), step + 1
+                if step == self.start_step + 1:  # the first step: its time is the compile's when not ahead
+                    self.account(*pending, progress)
+                    pending, compile_s = None, compile_s if compile_s is not None else time.perf_counter() - t_step
+                    progress.restart(step)
+                if self.checkpoint_due(step) or self.samples_due(step):
+                    if pending is not None:
+                        self.account(*pending, progress)
+                        pending = None
+                    self.periodic(state, step, last_sample)
+            if pending is not None:
+                self.account(*pending, progress)
+        except NonFiniteLossError as e:
+            self.save(state, e.step, {"stopped": "non-finite loss"})
             raise
         except KeyboardInterrupt:
             try:  # the interrupted step may have consumed (donated) the state; then the last checkpoint stands
-                self.save(state, step, {"stopped": "interrupted"})
+                if pending is not None and not bool(pending[1]["applied"]):  # unread, and not finite
+                    self.save(state, pending[0], {"stopped": "non-finite loss"})
+                else:
+                    self.save(state, step, {"stopped": "interrupted"})
             except Exception:  # noqa: BLE001
                 print(f"interrupted at step {step}; the newest checkpoint in {self.run_dir / 'checkpoints'} "
                       "stands", file=sys.stderr)
@@ -317,14 +328,34 @@ class _Run:
             (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
         return summary
 
-    def periodic(self, state, step: int, last_sample: dict) -> None:
-        """Checkpoint (and redraw loss.png) every --checkpoint-every steps; samples every --sample-every."""
+    def account(self, step: int, m: dict, progress: "_Progress") -> None:
+        """Read step `step`'s metrics (waiting for it) into the progress bar and the log;
+        NonFiniteLossError when its loss or gradient norm is not finite."""
+        loss, grad_norm = float(m["loss"]), float(m["grad_norm"])
+        if not (math.isfinite(loss) and math.isfinite(grad_norm)):
+            raise NonFiniteLossError(
+                f"non-finite loss {loss} (gradient norm {grad_norm}) at step {step}: training "
+                f"stopped. The update was not applied; the last good state (step {step}) is "
+                f"checkpointed in {self.run_dir / 'checkpoints'}. Lower --learning-rate, check the "
+                "data, or resume from an earlier checkpoint.", step=step)
+        progress.update(step + 1, loss, grad_norm, m, self.peak)
+
+    def checkpoint_due(self, step: int) -> bool:
+        """A checkpoint (and loss.png) every --checkpoint-every steps."""
+        return step % self.opts.checkpoint_every == 0
+
+    def samples_due(self, step: int) -> bool:
+        """Preview samples every --sample-every steps (the final ones are drawn after the loop)."""
         opts = self.opts
-        if step % opts.checkpoint_every == 0:
+        return bool(opts.sample_every) and step % opts.sample_every == 0 and step != opts.config.train.train_steps
+
+    def periodic(self, state, step: int, last_sample: dict) -> None:
+        """Checkpoint (and redraw loss.png) and draw samples when they are due at `step`."""
+        if self.checkpoint_due(step):
             self.save(state, step)
             if self.is_main:
                 plot_losses(self.metrics_path, self.run_dir / "loss.png")
-        if opts.sample_every and step % opts.sample_every == 0 and step != opts.config.train.train_steps:
+        if self.samples_due(step):
             last_sample["info"] = self.samples(state, step)
 
 
@@ -336,7 +367,7 @@ class _Progress:
     def __init__(self, run: _Run, deadline: float | None):
         from tqdm import tqdm
 
-        self.run, self.deadline, self.t_start = run, deadline, time.perf_counter()
+        self.run, self.deadline, self.t_start = run, deadline, run.t_start
         self.total_steps = run.opts.config.train.train_steps
         self.restart(run.start_step)
         self.bar = tqdm(total=self.total_steps if deadline is None else None, initial=run.start_step,
