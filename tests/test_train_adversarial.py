@@ -295,7 +295,7 @@ def test_coherence_is_logged_for_moving_mnist_only(tmp_path, monkeypatch):
     from vdm_fast import sharding as shd
     from vdm_fast.training import Train
     from vdm_fast.training import _sample
-    from vdm_fast.training.data import DataOptions
+    from vdm_fast.training.data import DataOptions, make_dataset
 
     monkeypatch.setattr(_sample, "sample_videos", lambda *a, num, config, **k: np.zeros(
         (num, config.unet.frames, config.unet.image_size, config.unet.image_size, 1), np.float32))
@@ -306,7 +306,8 @@ def test_coherence_is_logged_for_moving_mnist_only(tmp_path, monkeypatch):
         run_dir.mkdir()
         opts = dataclasses.replace(Train(run_dir=str(run_dir), **kw).options(), data=DataOptions(data_dir),
                                    mp4=False)
-        run = training_loop._Run(opts, None, shd.data_fsdp_mesh(1, 1), 0, None, training_loop.initial_params(opts), True)
+        ds = make_dataset(opts.config, DataOptions())  # Moving MNIST either way: only the flag differs
+        run = training_loop._Run(opts, ds, shd.data_fsdp_mesh(1, 1), 0, None, training_loop.initial_params(opts), True)
         info = run.samples(run.impl.state, 1)
         logged_row = json.loads((run_dir / "metrics.jsonl").read_text())
         assert ("coherence" in info) is logged and ("coherence" in logged_row) is logged
@@ -358,7 +359,8 @@ def test_progress_total_follows_minutes():
 
     opts = Train(progress=False, minutes=0.05).options()  # mnist-small: 20,000 steps
     rows = []
-    run = SimpleNamespace(opts=opts, start_step=0, is_main=True, flops_per_example=1.0, log=rows.append)
+    run = SimpleNamespace(opts=opts, start_step=0, is_main=True, flops_per_example=1.0, log=rows.append,
+                          t_start=time.perf_counter())
     progress = training_loop._Progress(run, deadline=time.perf_counter() + 3.0)
     assert progress.bar.total is None  # no rate measured yet
     m = {"learning_rate": 1e-3, "ema_decay": 0.9}
@@ -512,11 +514,11 @@ def test_sigterm_checkpoints_the_state_and_ends_in_one_line(trained, tmp_path, m
     The fixture's configuration, so the compiled step is reused."""
     import signal
 
-    periodic = training_loop._Run.periodic
+    account = training_loop._Run.account
 
-    def kill_after_first_step(self, state, step, last_sample):
-        periodic(self, state, step, last_sample)
-        if step == 1:
+    def kill_after_first_step(self, step, metrics, progress):
+        account(self, step, metrics, progress)
+        if step == 0:
             os.kill(os.getpid(), signal.SIGTERM)
 
     class Unhandled(Exception):
@@ -525,7 +527,7 @@ def test_sigterm_checkpoints_the_state_and_ends_in_one_line(trained, tmp_path, m
     def outside(signum, frame):
         raise Unhandled
 
-    monkeypatch.setattr(training_loop._Run, "periodic", kill_after_first_step)
+    monkeypatch.setattr(training_loop._Run, "account", kill_after_first_step)
     previous = signal.signal(signal.SIGTERM, outside)
     try:
         run = tmp_path / "run"
