@@ -47,15 +47,14 @@ def main(argv=None) -> list[tuple[str, float, float]]:
 
     from benchmarks.peer import SHAPES, train_config
     from vdm_fast import sharding as shd
-    from vdm_fast.sharding import cpu_devices, split_cpu
     from vdm_fast.train import make_step
     from vdm_ref.network import init
     from vdm_ref.train import Recipe, step_key
 
     config = train_config(SHAPES[args.shape])
-    split = cpu_devices(config.train.batch_size)
+    split = shd.cpu_devices(config.train.batch_size)
     if split is not None:
-        split_cpu(split)
+        shd.split_cpu(split)
     u, tc = config.unet, config.train
     stage("imports")
     params = init(u, 0)

@@ -224,15 +224,6 @@ def state_to_canonical(state) -> dict:
                     "count": np.asarray(jax.device_get(canon["count"]))}}
 
 
-def state_from_canonical(config, recipe: Recipe, arrays: dict, step: int):
-    """The train state of a checkpoint's arrays (inverse of `state_to_canonical`)."""
-    state = init_train_state(config, arrays["params"], recipe)
-    state["ema"] = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), arrays["ema"])
-    state["opt"] = opt_from_canonical(state["opt"], arrays["opt"])
-    state["step"] = jnp.asarray(step, jnp.int32)
-    return _own_buffers(state)
-
-
 def abstract_train_state(config, recipe: Recipe):
     """The structure, shapes and dtypes of `init_train_state` (jax.ShapeDtypeStruct leaves);
     nothing is allocated."""
@@ -243,11 +234,12 @@ def abstract_train_state(config, recipe: Recipe):
 
 
 def placed_train_state(config, recipe: Recipe, shardings, *, params=None, arrays=None, step: int = 0):
-    """The state of `init_train_state(params)`, or of `state_from_canonical(arrays, step)`, built
-    on its devices (`shardings`, a tree like `abstract_train_state`'s): the counters and AdamW's
-    zero moments computed there, each host array copied there once as float32, every leaf a
-    buffer of its own. The two functions above copy the whole state on the way (at 71M parameters
-    `make_step` peaked 2.1 GB above where it started, for a 1.1 GB state); this one does not."""
+    """The state of `init_train_state(params)`, or the state of a checkpoint's canonical `arrays`
+    at `step` (the inverse of `state_to_canonical`), built on its devices (`shardings`, a tree like
+    `abstract_train_state`'s): the counters and AdamW's zero moments computed there, each host
+    array copied there once as float32, every leaf a buffer of its own. `init_train_state` +
+    `jax.device_put` copy the whole state on the way (at 71M parameters `make_step` peaked 2.1 GB
+    above where it started, for a 1.1 GB state); this does not."""
     template = abstract_train_state(config, recipe)
     count = 0 if arrays is None else arrays["opt"]["count"]
 
@@ -310,7 +302,8 @@ def make_step(config, recipe: Recipe, *, backend: str = "fast", params=None, arr
     """
     if backend == "ref":
         return reference_step(config, recipe, params, arrays, start_step)
-    state_sh = shd.param_shardings(abstract_train_state(config, recipe), mesh, fsdp=True, axis="fsdp")
+    template = abstract_train_state(config, recipe)
+    state_sh = shd.param_shardings(template, mesh, fsdp=True, axis="fsdp")
     batch_sh = shd.batch_sharding(mesh, axis=shd.TRAIN_AXES)
     batch_size = config.train.batch_size
     put_batch = lambda b: shd.global_batch(b, batch_sh, batch_size)  # noqa: E731
@@ -319,8 +312,8 @@ def make_step(config, recipe: Recipe, *, backend: str = "fast", params=None, arr
     compile_s = None
     if example_batch is not None:
         t0 = time.perf_counter()
-        abstract = jax.tree.map(lambda a, sh: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sh),
-                                abstract_train_state(config, recipe), state_sh)
+        abstract = jax.tree.map(lambda a, sh: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sh), template,
+                                state_sh)
         step = step.lower(abstract, put_batch(example_batch), step_key(0, 0), jnp.float32(0),
                           jnp.bool_(True)).compile()  # JAX caches it: a second run of the process reuses it
         compile_s = time.perf_counter() - t0
