@@ -80,3 +80,47 @@ def test_the_sampling_loop_also_runs_inside_a_callers_jit(monkeypatch):
 
     z = jnp.ones((2, 3))
     np.testing.assert_allclose(np.asarray(jax.jit(draw)(z)), np.asarray(draw(z)), rtol=1e-5, atol=1e-6)
+
+
+def _conv_after_norm(x_shape=(2, 3, 8, 8, 16), cout=8):
+    """A Conv1x3x3 fed by SiLU(GroupNorm(x)), as in every residual block, and its inputs."""
+    from vdm_fast.network.layers import Conv1x3x3, GroupNorm
+
+    rng = np.random.default_rng(1)
+    c = x_shape[-1]
+    norm = GroupNorm(jnp.asarray(rng.normal(size=c), jnp.float32), jnp.asarray(rng.normal(size=c), jnp.float32), 4)
+    conv = Conv1x3x3(jnp.asarray(rng.normal(size=(1, 3, 3, c, cout)) * 0.1, jnp.float32),
+                     jnp.asarray(rng.normal(size=cout), jnp.float32))
+    x = jnp.asarray(rng.normal(size=x_shape), jnp.float32)
+
+    def loss(conv, x):
+        return jnp.sum(jnp.sin(conv(jax.nn.silu(norm(x)))))
+
+    return conv, x, loss
+
+
+def test_a_differentiated_convolution_input_is_materialised_through_a_conditional(monkeypatch):
+    from vdm_fast.network import layers
+
+    conv, x, loss = _conv_after_norm()
+    assert "cond" not in str(jax.make_jaxpr(conv)(x))  # evaluation: the identity
+    assert "cond" in str(jax.make_jaxpr(jax.grad(loss, argnums=(0, 1)))(conv, x))
+    ours = jax.jit(jax.grad(loss, argnums=(0, 1)))(conv, x)
+    assert "conditional" in jax.jit(jax.grad(loss, argnums=(0, 1))).lower(conv, x).compile().as_text()
+    monkeypatch.setattr(layers, "MATERIALISE_ON_CPU", False)
+    assert "cond" not in str(jax.make_jaxpr(jax.grad(loss, argnums=(0, 1)))(conv, x))
+    plain = jax.jit(jax.grad(loss, argnums=(0, 1)))(conv, x)
+    for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(plain)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("ref", [1.0, float("nan")])
+def test_materialised_is_the_identity_whichever_branch_the_predicate_takes(ref):
+    from vdm_fast.network.layers import materialised
+
+    x = jnp.arange(12.0).reshape(3, 4)
+    r = jnp.full((2, 2), ref)
+    y, pullback = jax.vjp(lambda x: materialised(x, r), x)  # the conditional's forward
+    np.testing.assert_array_equal(np.asarray(y), np.asarray(x))
+    np.testing.assert_array_equal(np.asarray(pullback(jnp.ones_like(x) * 3)[0]), 3 * np.ones((3, 4)))
+    np.testing.assert_array_equal(np.asarray(jax.jit(lambda x: materialised(x, r))(x)), np.asarray(x))

@@ -15,7 +15,8 @@ mask), key the block's dropout key (None in evaluation); a block reads what it n
 the rest.
 
 Convolutions are 1x3x3: the frames are folded into the batch and `jax.lax.conv_general_dilated`
-runs a channels-last 2-D convolution (`NHWC`, `HWIO`) over each frame.
+runs a channels-last 2-D convolution (`NHWC`, `HWIO`) over each frame. Differentiated on a CPU,
+a convolution's input is first made a buffer of its own (`materialised`).
 """
 
 from __future__ import annotations
@@ -62,6 +63,38 @@ class Dense(eqx.Module):
         return y if self.bias is None else y + _bias(self.bias, y)
 
 
+#: `materialised` makes a differentiated convolution's input a buffer of its own on the CPU
+#: (tests and benchmarks switch it off to compare).
+MATERIALISE_ON_CPU = True
+
+
+@jax.custom_vjp
+def materialised(x, ref):
+    """x, as one buffer of its own when differentiated on the CPU (the identity otherwise).
+
+    XLA's CPU backend computes a convolution's weight gradient from its input in a [C, H, W, N]
+    layout, and fuses the input's element-wise producer (GroupNorm and SiLU) into that layout
+    transpose: it recomputes them reading 3-5 arrays in transposed order, far slower than
+    transposing the one input. Under differentiation the input goes through a `lax.cond` whose
+    branches both return it: XLA fuses nothing across a conditional, so the transpose reads the
+    materialised input (docs/benchmarks.md "The convolution input as a buffer": the mnist-small
+    step x0.93). The predicate is read off `ref`, a parameter every device holds (the
+    convolution's kernel), not off x, whose shards would need a collective to agree on it.
+    The cotangent passes through unchanged; not differentiated, this is the identity.
+    """
+    return x
+
+
+def _materialised_fwd(x, ref):
+    if not MATERIALISE_ON_CPU or jax.default_backend() != "cpu":
+        return x, None
+    r = jax.lax.stop_gradient(ref).reshape(-1)[0]
+    return jax.lax.cond(r == r, lambda v: v, lambda v: v + 0, x), None
+
+
+materialised.defvjp(_materialised_fwd, lambda _, g: (g, None))
+
+
 class Conv1x3x3(eqx.Module):
     """Space-only 3D convolution, zero padding 1, spatial stride 1 or 2 (2 = downsampling).
 
@@ -82,6 +115,7 @@ class Conv1x3x3(eqx.Module):
 
     def __call__(self, x: Float[Array, "b t h w cin"]) -> Float[Array, "b t h2 w2 cout"]:
         b, t, h, w, c = x.shape
+        x = materialised(x, self.weight)
         y = jax.lax.conv_general_dilated(
             x.reshape(b * t, h, w, c), self.weight[0].astype(x.dtype), (self.stride, self.stride),
             ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC"))
