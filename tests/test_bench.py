@@ -109,3 +109,22 @@ def test_command_line_flags():
     assert args == {"presets": ["tiny"], "batch": 1, "repeats": 2, "sampler_steps": None, "reference": False,
                     "reference_max_gflop": 7.0, "matmul_size": 2048, "json_path": "b.json", "isolate": False,
                     "profile": False}
+
+
+def test_step_profile_groups_a_traced_steps_operations_by_kind():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    out = subprocess.run([sys.executable, "-m", "benchmarks.step_profile", "--preset", "tiny", "--steps", "2",
+                          "--top", "40"], capture_output=True, text=True, env=env, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    head, columns, *rows = out.stdout.strip().splitlines()
+    assert re.match(r"tiny: \d+\.\d+ s/step untraced, 2 devices; operation events \d+ ms per step", head)
+    kinds = {row.split()[0]: float(row.split()[1]) for row in rows}
+    assert "convolution" in kinds and "all-reduce" in kinds  # the split step's gradient is all-reduced
+    assert all(ms >= 0 for ms in kinds.values()) and not any(k.startswith("ThunkExecutor") for k in kinds)
+    assert not any(re.search(r"\.\d+$", k) for k in kinds)  # grouped: no numbered operation names

@@ -68,6 +68,44 @@ def test_throughput_compares_both_settings_in_one_process(capsys, monkeypatch):
     assert co.ENV_VAR not in os.environ  # restored
 
 
+def test_throughput_compares_the_step_without_and_with_materialised_inputs(capsys, monkeypatch):
+    from vdm_fast.network import layers
+    from vdm_fast.training.throughput import main
+
+    monkeypatch.delenv(co.ENV_VAR, raising=False)
+    main(["--preset", "tiny", "--steps", "1", "--materialise", "both"])
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r.get("materialise") for r in rows[:2]] == [False, True]
+    ratio = rows[2]["step_time_ratio_unmaterialised_over_materialised"]
+    assert ratio == rows[0]["seconds_per_step"] / rows[1]["seconds_per_step"] > 0
+    assert layers.MATERIALISE_ON_CPU is True  # restored
+    with pytest.raises(SystemExit):
+        main(["--preset", "tiny", "--xla-options", "both", "--materialise", "both"])
+
+
+def test_each_setting_of_the_switches_gets_its_own_compiled_step(monkeypatch):
+    """The step cache is keyed on the XLA options and the materialisation switch: before, a second
+    setting in one process reused the first one's program (what `--xla-options both` compared)."""
+    from vdm_fast import sharding as shd
+    from vdm_fast import train as vt
+    from vdm_fast.network import layers
+    from vdm_ref.configs import get_preset
+    from vdm_ref.network import init
+    from vdm_ref.train import Recipe
+
+    config = get_preset("tiny")
+    mesh = shd.data_fsdp_mesh(1, 1)
+    monkeypatch.delenv(co.ENV_VAR, raising=False)
+    vt._sharded_step.cache_clear()
+    settings = [("ours", True), ("default", True), ("ours", False), ("ours", True)]
+    for env, materialise in settings:
+        monkeypatch.setenv(co.ENV_VAR, env)
+        monkeypatch.setattr(layers, "MATERIALISE_ON_CPU", materialise)
+        vt.make_step(config, Recipe(), params=init(config.unet, 0), mesh=mesh)
+    info = vt._sharded_step.cache_info()
+    assert (info.misses, info.hits) == (3, 1)
+
+
 def test_the_sampling_loop_also_runs_inside_a_callers_jit(monkeypatch):
     """JAX refuses compiler options on a nested jit: inside a trace the plain loop runs."""
     from vdm_fast.samplers import sample_ancestral

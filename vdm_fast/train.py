@@ -308,7 +308,8 @@ def make_step(config, recipe: Recipe, *, backend: str = "fast", params=None, arr
     batch_size = config.train.batch_size
     put_batch = lambda b: shd.global_batch(b, batch_sh, batch_size)  # noqa: E731
     leaves, treedef = jax.tree.flatten(state_sh)
-    step = _sharded_step(config, recipe, backend, compute_dtype, remat, treedef, tuple(leaves), batch_sh)
+    step = _sharded_step(config, recipe, backend, compute_dtype, remat, treedef, tuple(leaves), batch_sh,
+                         _trace_switches())
     compile_s = None
     if example_batch is not None:
         t0 = time.perf_counter()
@@ -323,11 +324,20 @@ def make_step(config, recipe: Recipe, *, backend: str = "fast", params=None, arr
     return TrainStep(state, _with_progress(step), state_to_canonical, put_batch, compile_s)
 
 
+def _trace_switches() -> tuple:
+    """What else decides the compiled program: the XLA options (`compile_options`, read when the
+    step is jitted) and the network's CPU materialisation switch (read when it is traced)."""
+    from vdm_fast.network import layers
+
+    options = compile_options.compiler_options()
+    return (None if options is None else tuple(sorted(options.items())), layers.MATERIALISE_ON_CPU)
+
+
 @functools.lru_cache(maxsize=4)
-def _sharded_step(config, recipe, backend, compute_dtype, remat, treedef, leaves, batch_sh):
-    """The jitted step of `make_train_step` (before `_with_progress`), cached per configuration
-    and placement: a second run in the same process (a resume, a test) reuses the compiled
-    program."""
+def _sharded_step(config, recipe, backend, compute_dtype, remat, treedef, leaves, batch_sh, switches=()):
+    """The jitted step of `make_train_step` (before `_with_progress`), cached per configuration,
+    placement and `_trace_switches()`: a second run in the same process (a resume, a test)
+    reuses the compiled program, and a run with other switches gets its own."""
     return _jitted_step(config, recipe, backend=backend, state_sharding=jax.tree.unflatten(treedef, leaves),
                         batch_sharding=batch_sh, compute_dtype=compute_dtype, remat=remat)
 

@@ -5,7 +5,9 @@ peak measured in the same process.
     python -m vdm_fast.training.throughput --preset mnist-small --steps 10 --xla-options both --repeats 3
 
 (the second alternates XLA's default CPU options and the project's, `vdm_fast.compile_options`, in
-one process and prints the median row of each and their step-time ratio).
+one process and prints the median row of each and their step-time ratio; `--materialise both`
+alternates the step compiled without and with its convolution inputs materialised,
+`vdm_fast.network.layers.materialised`).
 
 FLOPs per example are 3 × the forward FLOPs of `vdm_ref.network.flops` (forward + backward ≈ 3
 forward passes) at frames + image frames; the matmul peak is the best of several float32
@@ -41,12 +43,7 @@ def measure(config, recipe=None, *, steps: int = 10, warmup: int = 2, data_paral
     recipe = recipe or Recipe()
     u, tc = config.unet, config.train
     f = u.frames + tc.image_frames
-    rng = np.random.default_rng(0)
-    batch = {"x": rng.uniform(-1, 1, (tc.batch_size, f, u.image_size, u.image_size, u.in_channels)).astype(np.float32)}
-    if tc.image_frames:
-        batch["frame_mask"] = np.arange(f)[None].repeat(tc.batch_size, 0) >= u.frames
-    if u.conditioning == "class":
-        batch["label"] = np.eye(u.num_classes, dtype=np.float32)[rng.integers(0, u.num_classes, tc.batch_size)]
+    batch = fixed_batch(config)
     mesh = shd.data_fsdp_mesh(data_parallel, fsdp)
     impl = make_step(config, recipe, params=init(u, 0), mesh=mesh, compute_dtype=compute_dtype, remat=remat,
                      example_batch=batch)
@@ -68,6 +65,20 @@ def measure(config, recipe=None, *, steps: int = 10, warmup: int = 2, data_paral
             "compiler_options": compiler_options()}
 
 
+def fixed_batch(config) -> dict:
+    """A random host batch of the preset's training shapes (seed 0): clips in [-1, 1], the joint
+    batch's frame mask, one-hot labels for a class-conditional preset."""
+    u, tc = config.unet, config.train
+    f = u.frames + tc.image_frames
+    rng = np.random.default_rng(0)
+    batch = {"x": rng.uniform(-1, 1, (tc.batch_size, f, u.image_size, u.image_size, u.in_channels)).astype(np.float32)}
+    if tc.image_frames:
+        batch["frame_mask"] = np.arange(f)[None].repeat(tc.batch_size, 0) >= u.frames
+    if u.conditioning == "class":
+        batch["label"] = np.eye(u.num_classes, dtype=np.float32)[rng.integers(0, u.num_classes, tc.batch_size)]
+    return batch
+
+
 def main(argv=None) -> None:
     """Print the throughput of a preset (with optional overrides as JSON) and the matmul peak."""
     import argparse
@@ -82,6 +93,9 @@ def main(argv=None) -> None:
     p.add_argument("--xla-options", choices=("ours", "default", "both"), default="ours",
                    help="the project's XLA CPU options (vdm_fast.compile_options), XLA's defaults, "
                         "or both alternated --repeats times in this process (prints the ratio)")
+    p.add_argument("--materialise", choices=("on", "off", "both"), default="on",
+                   help="materialise differentiated convolution inputs on the CPU "
+                        "(vdm_fast.network.layers.MATERIALISE_ON_CPU), not, or both alternated")
     p.add_argument("--repeats", type=int, default=1, help="measurements per setting (median)")
     p.add_argument("--cpu-devices", type=int, default=None,
                    help="split the CPU into this many devices, data parallel (default: as `python cli.py "
@@ -91,38 +105,47 @@ def main(argv=None) -> None:
     n = args.cpu_devices or cpu_devices(config.train.batch_size)
     if n is not None:
         split_cpu(n)
-    settings = ("default", "ours") if args.xla_options == "both" else (args.xla_options,)
+    if args.xla_options == "both" and args.materialise == "both":
+        p.error("--xla-options both and --materialise both: compare one thing at a time")
+    options = ("default", "ours") if args.xla_options == "both" else (args.xla_options,)
+    materialise = (False, True) if args.materialise == "both" else (args.materialise == "on",)
+    settings = [(o, m) for o in options for m in materialise]
     runs = {s: [] for s in settings}
     for _ in range(args.repeats):
         for setting in settings:
-            runs[setting].append(_measure_row(config, args, setting))
-    rows = {s: _median_row(rs) for s, rs in runs.items()}
-    for row in rows.values():
+            runs[setting].append(_measure_row(config, args, *setting))
+    rows = [_median_row(rs) for rs in runs.values()]
+    for row in rows:
         print(json.dumps(row))
     if len(rows) == 2:
-        print(json.dumps({"step_time_ratio_default_over_ours": rows["default"]["seconds_per_step"]
-                          / rows["ours"]["seconds_per_step"],
+        name = ("step_time_ratio_default_over_ours" if len(options) == 2
+                else "step_time_ratio_unmaterialised_over_materialised")
+        print(json.dumps({name: rows[0]["seconds_per_step"] / rows[1]["seconds_per_step"],
                           "steps": args.steps, "repeats": args.repeats}))
 
 
-def _measure_row(config, args, setting: str) -> dict:
-    """One `measure` with VDM_XLA_CPU_OPTIONS=setting, bracketed by matmul peaks."""
+def _measure_row(config, args, setting: str, materialise: bool = True) -> dict:
+    """One `measure` with VDM_XLA_CPU_OPTIONS=setting and `layers.MATERIALISE_ON_CPU` =
+    materialise, bracketed by matmul peaks."""
     import jax
 
     from vdm_fast.compile_options import ENV_VAR
+    from vdm_fast.network import layers
 
-    previous = os.environ.get(ENV_VAR)
+    previous, previous_materialise = os.environ.get(ENV_VAR), layers.MATERIALISE_ON_CPU
     os.environ[ENV_VAR] = setting
+    layers.MATERIALISE_ON_CPU = materialise
     try:
         peak = matmul_peak_flops()
         r = measure(config, steps=args.steps)
         peak_after = matmul_peak_flops()
     finally:
+        layers.MATERIALISE_ON_CPU = previous_materialise
         if previous is None:
             os.environ.pop(ENV_VAR)
         else:
             os.environ[ENV_VAR] = previous
-    r.update(name=args.name or args.preset, xla_options=setting,
+    r.update(name=args.name or args.preset, xla_options=setting, materialise=materialise,
              matmul_peak_flops=max(peak, peak_after),
              fraction_of_peak=r["flops_per_s"] / max(peak, peak_after), load_average=os.getloadavg(),
              cpu=platform.processor() or platform.machine(), cores=os.cpu_count(),
