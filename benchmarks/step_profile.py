@@ -44,6 +44,7 @@ def operation_times(trace_dir: str, steps: int) -> dict[str, tuple[float, int]]:
                 if event.name.startswith(NOT_OPERATIONS) or event.name.startswith("end: "):
                     continue
                 kind = re.sub(r"\.\d+$", "", event.name.split(":")[0])  # "Wait: pending_threads=1/2" → "Wait"
+                kind = re.sub(r"\s+", "_", kind.strip())  # one word per kind
                 total[kind] += event.duration_ns
                 count[kind] += 1
     return {k: (v / 1e6 / steps, count[k] // steps) for k, v in total.most_common()}
