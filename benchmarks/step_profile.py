@@ -6,9 +6,9 @@ operations grouped by kind and summed over the threads that ran them.
 
 The step is built as `python -m vdm_fast.training.throughput` builds it (the CPU split into devices
 as `python cli.py train` splits it, the preset's batch from `throughput.fixed_batch`), run twice,
-timed over `--steps` steps, then traced over as many more (the trace slows them). Each XLA operation's events are read back with
-`jax.profiler.ProfileData` and grouped by the operation's name without its number
-(`transpose_copy_fusion.94` → `transpose_copy_fusion`); the times are per step, summed over the
+timed over `--steps` steps, then traced over as many more (the trace slows them). Each XLA
+operation's events are read back with `jax.profiler.ProfileData` and grouped by the operation's
+name without its number (`transpose_copy_fusion.94` → `transpose_copy_fusion`); the times are per step, summed over the
 devices' threads (so on 2 CPU devices they add up to at most twice the step). On the CPU, a
 convolution runs partly outside its event (its work items carry none) and waiting threads show
 as `Rendezvous` / `Wait` events: the table is a guide to the step's composition, not a partition
