@@ -64,7 +64,10 @@ def main(argv=None) -> dict[str, tuple[float, int]]:
     from vdm_fast.training.options import resolve_config
     from vdm_fast.training.throughput import fixed_batch
 
-    config = resolve_config(args.preset, {})
+    try:
+        config = resolve_config(args.preset, {})
+    except ValueError as e:  # an unknown preset: one line, before any work
+        p.error(str(e))
     split = shd.cpu_devices(config.train.batch_size)
     if split is not None:
         shd.split_cpu(split)

@@ -128,3 +128,6 @@ def test_step_profile_groups_a_traced_steps_operations_by_kind():
     assert "convolution" in kinds and "all-reduce" in kinds  # the split step's gradient is all-reduced
     assert all(ms >= 0 for ms in kinds.values()) and not any(k.startswith("ThunkExecutor") for k in kinds)
     assert not any(re.search(r"\.\d+$", k) for k in kinds)  # grouped: no numbered operation names
+    bad = subprocess.run([sys.executable, "-m", "benchmarks.step_profile", "--preset", "nope"],
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert bad.returncode == 2 and "unknown preset 'nope'" in bad.stderr and "Traceback" not in bad.stderr
