@@ -5,7 +5,7 @@ operations grouped by kind and summed over the threads that ran them.
     python -m benchmarks.step_profile --no-materialise      # convolution inputs not materialised
 
 The step is built as `python -m vdm_fast.training.throughput` builds it (the CPU split into devices
-as `python cli.py train` splits it, the preset's batch from `throughput.fixed_batch`), run twice,
+as `python cli.py train` splits it, on `throughput.fixed_step`'s batch), run twice,
 timed over `--steps` steps, then traced over as many more (the trace slows them). Each XLA
 operation's events are read back with `jax.profiler.ProfileData` and grouped by the operation's
 name without its number (`transpose_copy_fusion.94` → `transpose_copy_fusion`); the times are per step, summed over the
@@ -62,7 +62,7 @@ def main(argv=None) -> dict[str, tuple[float, int]]:
 
     from vdm_fast import sharding as shd
     from vdm_fast.training.options import resolve_config
-    from vdm_fast.training.throughput import fixed_batch
+    from vdm_fast.training.throughput import fixed_step
 
     try:
         config = resolve_config(args.preset, {})
@@ -75,15 +75,11 @@ def main(argv=None) -> dict[str, tuple[float, int]]:
     import jax
 
     from vdm_fast.network import layers
-    from vdm_fast.train import make_step
-    from vdm_ref.network import init
-    from vdm_ref.train import Recipe, step_key
+    from vdm_ref.train import step_key
 
     layers.MATERIALISE_ON_CPU = not args.no_materialise
-    batch = fixed_batch(config)
-    impl = make_step(config, Recipe(), params=init(config.unet, 0), mesh=shd.data_fsdp_mesh(-1, 1),
-                     example_batch=batch)
-    state, batch = impl.state, impl.put_batch(batch)
+    impl, batch, _ = fixed_step(config)
+    state = impl.state
     for n in range(2):
         state, m = impl.step(state, batch, step_key(0, n))
     jax.block_until_ready(m)

@@ -34,20 +34,14 @@ def measure(config, recipe=None, *, steps: int = 10, warmup: int = 2, data_paral
             fsdp: int = 1, compute_dtype=None, remat=False) -> dict:
     """Time `steps` compiled training steps (after `warmup`) on a fixed random batch."""
 
-    from vdm_fast import sharding as shd
-    from vdm_ref.network import count_params, flops, init
-    from vdm_ref.train import Recipe, step_key
+    from vdm_ref.network import count_params, flops
+    from vdm_ref.train import step_key
 
-    from vdm_fast.train import make_step
-
-    recipe = recipe or Recipe()
     u, tc = config.unet, config.train
     f = u.frames + tc.image_frames
-    batch = fixed_batch(config)
-    mesh = shd.data_fsdp_mesh(data_parallel, fsdp)
-    impl = make_step(config, recipe, params=init(u, 0), mesh=mesh, compute_dtype=compute_dtype, remat=remat,
-                     example_batch=batch)
-    state, step, batch = impl.state, impl.step, impl.put_batch(batch)
+    impl, batch, mesh = fixed_step(config, recipe, data_parallel=data_parallel, fsdp=fsdp,
+                                   compute_dtype=compute_dtype, remat=remat)
+    state, step = impl.state, impl.step
     for n in range(warmup):
         state, m = step(state, batch, step_key(0, n))
     m["loss"].block_until_ready()
@@ -77,6 +71,23 @@ def fixed_batch(config) -> dict:
     if u.conditioning == "class":
         batch["label"] = np.eye(u.num_classes, dtype=np.float32)[rng.integers(0, u.num_classes, tc.batch_size)]
     return batch
+
+
+def fixed_step(config, recipe=None, *, data_parallel: int = -1, fsdp: int = 1, compute_dtype=None,
+               remat=False):
+    """(the compiled step on a new state (`vdm_fast.train.make_step`, parameters of seed 0), the
+    `fixed_batch` placed on its devices, the mesh): what `measure` times and
+    `benchmarks.step_profile` traces."""
+    from vdm_fast import sharding as shd
+    from vdm_fast.train import make_step
+    from vdm_ref.network import init
+    from vdm_ref.train import Recipe
+
+    batch = fixed_batch(config)
+    mesh = shd.data_fsdp_mesh(data_parallel, fsdp)
+    impl = make_step(config, recipe or Recipe(), params=init(config.unet, 0), mesh=mesh,
+                     compute_dtype=compute_dtype, remat=remat, example_batch=batch)
+    return impl, impl.put_batch(batch), mesh
 
 
 def main(argv=None) -> None:
