@@ -46,22 +46,23 @@ def main(argv=None) -> list[tuple[str, float, float]]:
     import numpy as np
 
     from benchmarks.peer import SHAPES, train_config
+    from vdm_fast import cpu_host
     from vdm_fast import sharding as shd
     from vdm_fast.train import make_step
     from vdm_ref.network import init
     from vdm_ref.train import Recipe, step_key
 
     config = train_config(SHAPES[args.shape])
-    split = shd.cpu_devices(config.train.batch_size)
-    if split is not None:
-        shd.split_cpu(split)
+    cpu_host.prepare()  # the CPU laid out as `python cli.py train` lays it out
     u, tc = config.unet, config.train
     stage("imports")
     params = init(u, 0)
     stage("parameters initialised (float64)")
     x = np.random.default_rng(0).uniform(-1, 1, (tc.batch_size, u.frames, u.image_size, u.image_size,
                                                  u.in_channels)).astype(np.float32)
-    impl = make_step(config, Recipe(), params=params, mesh=shd.data_fsdp_mesh(-1, 1), remat=args.remat,
+    mesh = shd.data_fsdp_mesh(-1, 1)
+    impl = make_step(config, Recipe(), params=params, mesh=mesh, remat=args.remat,
+                     batch_parts=shd.cpu_batch_parts(mesh, tc.batch_size),
                      example_batch=None if args.lazy else {"x": x})
     del params
     stage("make_step" + ("" if args.lazy else " (compiled ahead, placed)"))

@@ -118,17 +118,17 @@ def train_config(shape: Shape):
 
 def ours_phase(shape: Shape, phase: str, repeats: int, remat: bool = False) -> dict:
     """Measure one phase of vdm_fast in this process; returns the figures as a dict. `remat`:
-    the training step rematerialises every block (`--remat`). The training step splits the CPU
-    into devices as `python cli.py train` does (`vdm_fast.sharding.cpu_devices`: 2 for an even
-    batch on >= 2 cores), so the step timed is the one a user trains with."""
+    the training step rematerialises every block (`--remat`). The training step lays the CPU out
+    as `python cli.py train` does (`vdm_fast.cpu_host.prepare`: one device run on the calling
+    thread, an even batch in `sharding.cpu_batch_parts` parts), so the step timed is the one a
+    user trains with."""
     import jax
 
-    from vdm_fast.sharding import cpu_devices, split_cpu
+    from vdm_fast import cpu_host
     from vdm_ref.network import count_params, flops
 
-    split = cpu_devices(shape.batch) if phase == "train" else None
-    if split is not None:
-        split_cpu(split)
+    if phase == "train":
+        cpu_host.prepare()
 
     cfg = unet_config(shape)
     out = {"model": "vdm_fast", "phase": phase, "params": count_params(cfg), "batch": shape.batch,

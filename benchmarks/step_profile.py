@@ -60,7 +60,7 @@ def main(argv=None) -> dict[str, tuple[float, int]]:
                    help="compile without materialising convolution inputs (layers.MATERIALISE_ON_CPU)")
     args = p.parse_args(argv)
 
-    from vdm_fast import sharding as shd
+    from vdm_fast import cpu_host
     from vdm_fast.training.options import resolve_config
     from vdm_fast.training.throughput import fixed_step
 
@@ -68,9 +68,7 @@ def main(argv=None) -> dict[str, tuple[float, int]]:
         config = resolve_config(args.preset, {})
     except ValueError as e:  # an unknown preset: one line, before any work
         p.error(str(e))
-    split = shd.cpu_devices(config.train.batch_size)
-    if split is not None:
-        shd.split_cpu(split)
+    cpu_host.prepare()  # the CPU laid out as `python cli.py train` lays it out
 
     import jax
 

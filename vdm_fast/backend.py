@@ -8,7 +8,8 @@ implementation here and nowhere else:
   `vdm_fast.network`, 'ref' is `vdm_ref.network.apply` on jax.numpy float32.
 - `network_apply(backend)`: the same as a function of the parameters,
   `apply(params, unet_config, z, logsnr, cond, frame_mask, *, dropout_rng)`, for train steps that
-  differentiate with respect to the parameters.
+  differentiate with respect to the parameters; `parts` evaluates the batch as that many
+  independent parts in one program (`in_parts`).
 - `Denoiser`: x̂_θ(z_t, λ_t, c) from the network's prediction, what every sampler consumes.
 """
 
@@ -60,17 +61,48 @@ def network(config: UNetConfig, params: dict, *, backend: str = "fast", compute_
     return RefNetwork(jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float32), params), config)
 
 
-def network_apply(backend: str = "fast", *, compute_dtype=None, remat: bool = False):
+def network_apply(backend: str = "fast", *, compute_dtype=None, remat: bool = False, parts: int = 1):
     """The network as apply(params, unet_config, z, logsnr, cond, frame_mask, *, dropout_rng).
 
     'fast': the Equinox U-Net built from the shared-layout dict inside the traced function (free
-    under jit); 'ref': `vdm_ref.network.apply` on jax.numpy.
+    under jit); 'ref': `vdm_ref.network.apply` on jax.numpy. parts > 1: `in_parts`.
     """
     if check_backend(backend) == "ref":
         from vdm_ref.network import apply
 
-        return apply
-    return functools.partial(_fast_apply, compute_dtype=compute_dtype, remat=remat)
+        return apply if parts == 1 else in_parts(apply, parts)
+    fast = functools.partial(_fast_apply, compute_dtype=compute_dtype, remat=remat)
+    return fast if parts == 1 else in_parts(fast, parts)
+
+
+def in_parts(apply, parts: int):
+    """`apply` on the batch as `parts` equal, independent slices, concatenated: the same function
+    (the network treats every example on its own), traced as `parts` separate evaluations.
+
+    Why: a compiled program whose two halves share no data lets XLA's CPU runtime run them side
+    by side on the cores, which one stream of small operations leaves idle (docs/benchmarks.md
+    "One device, the batch in two parts"). Dropout (dropout_rng given) draws each part's masks
+    from fold_in(dropout_rng, part): the same distribution, other draws than the whole batch's.
+    """
+    if parts < 1:
+        raise ValueError(f"parts={parts}: expected >= 1")
+
+    def run(params, config, z, logsnr, cond=None, frame_mask=None, *, dropout_rng=None):
+        batch = z.shape[0]
+        if batch % parts:
+            raise ValueError(f"a batch of {batch} does not split into {parts} equal parts")
+        n = batch // parts
+
+        def part(tree, i):  # the leaves with a batch axis (a shared scalar λ stays whole)
+            return jax.tree_util.tree_map(
+                lambda a: a[i * n:(i + 1) * n] if jnp.ndim(a) and jnp.shape(a)[0] == batch else a, tree)
+
+        outs = [apply(params, config, z[i * n:(i + 1) * n], part(logsnr, i), part(cond, i), part(frame_mask, i),
+                      dropout_rng=None if dropout_rng is None else jax.random.fold_in(dropout_rng, i))
+                for i in range(parts)]
+        return jnp.concatenate(outs, axis=0)
+
+    return run
 
 
 def _fast_apply(params, config, z, logsnr, cond=None, frame_mask=None, *, dropout_rng=None,

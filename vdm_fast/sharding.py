@@ -168,26 +168,25 @@ def data_fsdp_mesh(data: int = -1, fsdp: int = 1) -> Mesh:
     return make_mesh((data, fsdp), TRAIN_AXES, devices=jax.devices()[: data * fsdp])
 
 
-#: Devices the training commands split a CPU host into when not told (`cpu_devices`): two shards of
-#: the batch run side by side, filling the cores that one stream of small ops leaves idle
-#: (docs/benchmarks.md "CPU devices": x1.17 steps/s for mnist-small on 2 cores; 4 devices on 2
-#: cores gained nothing).
-CPU_DEVICES = 2
+#: Parts a one-device CPU step evaluates its batch in when not told (`cpu_batch_parts`): the two
+#: halves share no data, so XLA's CPU runtime runs them side by side on the cores that one stream
+#: of small operations leaves idle (docs/benchmarks.md "One device, the batch in two parts":
+#: with `cpu_host.run_on_calling_thread`, x1.15 steps/s for mnist-small on 2 cores against two
+#: CPU devices, the previous default).
+CPU_BATCH_PARTS = 2
 
 
-def cpu_devices(batch_size: int, data_parallel: int = -1, fsdp: int = 1, multi_host: bool = False) -> int | None:
-    """How many devices to split this host's CPU into when the user did not say: `CPU_DEVICES`
-    for a one-process, all-devices data-parallel run (data = -1, fsdp = 1) on a machine with at
-    least that many cores whose batch splits evenly; None (JAX's default: one CPU device, or
-    XLA_FLAGS' --xla_force_host_platform_device_count) otherwise. Only the CPU backend is
-    affected: on a GPU or TPU the mesh is made of the accelerators as before."""
-    if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
-        return None
-    if data_parallel != -1 or fsdp != 1 or multi_host:
-        return None
-    n = CPU_DEVICES
+def cpu_batch_parts(mesh: Mesh, batch_size: int) -> int:
+    """How many independent parts a training step evaluates each device's batch in when the user
+    did not say (`vdm_fast.backend.in_parts`): `CPU_BATCH_PARTS` for a mesh of one CPU device on
+    a machine with at least that many cores and a batch that splits evenly; 1 otherwise (several
+    devices already run side by side; a GPU or TPU fills itself)."""
+    devices = mesh.devices.flat
+    if mesh.size != 1 or next(iter(devices)).platform != "cpu":
+        return 1
+    n = CPU_BATCH_PARTS
     if (os.cpu_count() or 1) < n or batch_size % n:
-        return None
+        return 1
     return n
 
 

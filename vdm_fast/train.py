@@ -59,7 +59,7 @@ from vdm_ref.train import (  # noqa: F401  (small tree/scalar maths reused as is
     step_randomness,
 )
 
-from vdm_fast import compile_options
+from vdm_fast import compile_options, cpu_host
 from vdm_fast import sharding as shd
 from vdm_fast.backend import BACKENDS, network_apply  # noqa: F401  (the one backend switch)
 
@@ -126,17 +126,20 @@ def opt_from_canonical(template, canonical: dict):
     return jax.tree.map(put, template, is_leaf=_is_state)
 
 
-def loss_fn(params, config, batch, key, *, backend="fast", train=True, compute_dtype=None, remat=False):
-    """Eq. 2 on one batch (see `vdm_ref.train.loss_fn`), with the `backend`'s network."""
-    apply_fn = network_apply(backend, compute_dtype=compute_dtype, remat=remat)
+def loss_fn(params, config, batch, key, *, backend="fast", train=True, compute_dtype=None, remat=False,
+            batch_parts=1):
+    """Eq. 2 on one batch (see `vdm_ref.train.loss_fn`), with the `backend`'s network (evaluated
+    as `batch_parts` independent parts: `vdm_fast.backend.in_parts`)."""
+    apply_fn = network_apply(backend, compute_dtype=compute_dtype, remat=remat, parts=batch_parts)
     return ref_train.loss_fn(params, config, batch, key, apply_fn=apply_fn, train=train)
 
 
-def _step(state, batch, key, progress, proceed=True, *, config, recipe, backend, compute_dtype=None, remat=False):
+def _step(state, batch, key, progress, proceed=True, *, config, recipe, backend, compute_dtype=None, remat=False,
+          batch_parts=1):
     tc = config.train
     optimizer = make_optimizer(config, recipe, progress=progress)
     loss, grads = jax.value_and_grad(loss_fn)(state["params"], config, batch, key, backend=backend,
-                                              compute_dtype=compute_dtype, remat=remat)
+                                              compute_dtype=compute_dtype, remat=remat, batch_parts=batch_parts)
     norm = optax.tree.norm(grads)
     updates, opt = optimizer.update(grads, state["opt"], state["params"])
     params = optax.apply_updates(state["params"], updates)
@@ -173,10 +176,10 @@ def make_train_step(config, recipe: Recipe, *, backend="fast", state_sharding=No
 
 
 def _jitted_step(config, recipe: Recipe, *, backend="fast", state_sharding=None, batch_sharding=None,
-                 compute_dtype=None, remat=False):
+                 compute_dtype=None, remat=False, batch_parts=1):
     """`jax.jit` of `_step` (state donated, placed by the shardings when given)."""
     fn = functools.partial(_step, config=config, recipe=recipe, backend=backend,
-                           compute_dtype=compute_dtype, remat=remat)
+                           compute_dtype=compute_dtype, remat=remat, batch_parts=batch_parts)
     if state_sharding is None:
         return compile_options.jit(fn, donate_argnums=(0,))
     mesh = jax.tree.leaves(batch_sharding)[0].mesh
@@ -279,25 +282,30 @@ class TrainStep(NamedTuple):
     -> (state, metrics)` (progress: p of the learning-rate decay; a non-finite step, or one after
     an unapplied step, returns the state unchanged: `make_train_step`), `to_canonical(state)` (the
     checkpoint's NumPy dicts), `put_batch(host_batch)` (this process's rows -> the step's input)
-    and `compile_s`, the seconds the step took to compile ahead of time (None: at its first call)."""
+    and `compile_s`, the seconds the step took to compile ahead of time (None: at its first call);
+    `batch_parts`, the parts each device's batch is evaluated in (`make_step`)."""
 
     state: object
     step: Callable
     to_canonical: Callable
     put_batch: Callable
     compile_s: float | None = None
+    batch_parts: int = 1
 
 
 def make_step(config, recipe: Recipe, *, backend: str = "fast", params=None, arrays=None, start_step: int = 0,
-              mesh=None, compute_dtype=None, remat=False, example_batch=None) -> TrainStep:
+              mesh=None, compute_dtype=None, remat=False, batch_parts=1, example_batch=None) -> TrainStep:
     """The training step of `backend` on a new state (`params`, shared layout) or a checkpoint's
     canonical `arrays` at `start_step`.
 
     fast: the compiled step, the state split over `mesh` ('data', 'fsdp'; FSDP rule of
     `vdm_fast.sharding`), each batch over all its devices. With `example_batch` (a host batch of
     the run's shapes) the step is compiled ahead of time, before the state exists, and the
-    compiler's freed memory is handed back (`release_freed_memory`) before the state is placed
-    (`placed_train_state`): the compiler's working set and the state are never resident together.
+    compiler's freed memory is handed back (`cpu_host.release_freed_memory`) before the state is
+    placed (`placed_train_state`): the compiler's working set and the state are never resident
+    together.
+    batch_parts: each device's batch evaluated as that many independent parts in one program
+    (`vdm_fast.backend.in_parts`; `sharding.cpu_batch_parts` picks it on a CPU).
     ref: `reference_step` on one device.
     """
     if backend == "ref":
@@ -306,10 +314,13 @@ def make_step(config, recipe: Recipe, *, backend: str = "fast", params=None, arr
     state_sh = shd.param_shardings(template, mesh, fsdp=True, axis="fsdp")
     batch_sh = shd.batch_sharding(mesh, axis=shd.TRAIN_AXES)
     batch_size = config.train.batch_size
+    if batch_parts < 1 or (batch_size // mesh.size) % batch_parts:
+        raise ValueError(f"batch_parts={batch_parts}: expected a divisor of the {batch_size // mesh.size} "
+                         f"examples each of the {mesh.size} device(s) takes")
     put_batch = lambda b: shd.global_batch(b, batch_sh, batch_size)  # noqa: E731
     leaves, treedef = jax.tree.flatten(state_sh)
-    step = _sharded_step(config, recipe, backend, compute_dtype, remat, treedef, tuple(leaves), batch_sh,
-                         _trace_switches())
+    step = _sharded_step(config, recipe, backend, compute_dtype, remat, batch_parts, treedef, tuple(leaves),
+                         batch_sh, _trace_switches())
     compile_s = None
     if example_batch is not None:
         t0 = time.perf_counter()
@@ -318,10 +329,10 @@ def make_step(config, recipe: Recipe, *, backend: str = "fast", params=None, arr
         step = step.lower(abstract, put_batch(example_batch), step_key(0, 0), jnp.float32(0),
                           jnp.bool_(True)).compile()  # JAX caches it: a second run of the process reuses it
         compile_s = time.perf_counter() - t0
-        release_freed_memory()
+        cpu_host.release_freed_memory()
     state = placed_train_state(config, recipe, state_sh, params=params, arrays=arrays, step=start_step)
-    release_freed_memory()
-    return TrainStep(state, _with_progress(step), state_to_canonical, put_batch, compile_s)
+    cpu_host.release_freed_memory()
+    return TrainStep(state, _with_progress(step), state_to_canonical, put_batch, compile_s, batch_parts)
 
 
 def _trace_switches() -> tuple:
@@ -334,24 +345,14 @@ def _trace_switches() -> tuple:
 
 
 @functools.lru_cache(maxsize=4)
-def _sharded_step(config, recipe, backend, compute_dtype, remat, treedef, leaves, batch_sh, switches=()):
+def _sharded_step(config, recipe, backend, compute_dtype, remat, batch_parts, treedef, leaves, batch_sh,
+                  switches=()):
     """The jitted step of `make_train_step` (before `_with_progress`), cached per configuration,
     placement and `_trace_switches()`: a second run in the same process (a resume, a test)
     reuses the compiled program, and a run with other switches gets its own."""
     return _jitted_step(config, recipe, backend=backend, state_sharding=jax.tree.unflatten(treedef, leaves),
-                        batch_sharding=batch_sh, compute_dtype=compute_dtype, remat=remat)
-
-
-def release_freed_memory() -> None:
-    """Hand the heap memory the process has freed back to the system (glibc's `malloc_trim`; a
-    no-op elsewhere). XLA's compiler frees gigabytes that glibc would otherwise keep mapped, and
-    the step's threads allocate from arenas of their own, which do not reuse them."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
+                        batch_sharding=batch_sh, compute_dtype=compute_dtype, remat=remat,
+                        batch_parts=batch_parts)
 
 
 def reference_step(config, recipe: Recipe, params=None, arrays=None, start_step: int = 0) -> TrainStep:

@@ -201,11 +201,17 @@ class Train:
     """Mesh 'data' axis size (-1: all devices not used by --fsdp)."""
     fsdp: int = 1
     """Mesh 'fsdp' axis size: shard parameters, EMA and Adam state over this many devices."""
-    cpu_devices: Annotated[Optional[int], _hint("(default: 2 on a CPU host with >= 2 cores, an even batch "
-                                                "and no --data-parallel/--fsdp/XLA_FLAGS device count)",
+    cpu_devices: Annotated[Optional[int], _hint("(default: 1, its computations on the calling thread)",
                                                 "INT")] = None
     """CPU only: split the host's cores into this many JAX devices, each training its share of the
-    batch side by side (data parallel; 1: one device). No effect on a GPU or TPU."""
+    batch side by side (data parallel). One device (the default) runs each step on the training
+    loop's thread, whose heap keeps the step's buffers (`vdm_fast.cpu_host`). No effect on a GPU
+    or TPU."""
+    batch_parts: Annotated[Optional[int], _hint("(default: 2 on one CPU device of a host with >= 2 cores "
+                                                "and an even batch, else 1)", "INT")] = None
+    """Evaluate each device's batch as this many independent parts in one compiled step, which a
+    CPU runs side by side on its cores (the same update; with dropout each part draws its own
+    masks)."""
     coordinator_address: Annotated[Optional[str], _hint('(default: $VDM_COORDINATOR_ADDRESS)', 'STR')] = None
     """Multi-host: host:port of process 0 (else $VDM_COORDINATOR_ADDRESS; VDM_DISTRIBUTED=auto lets JAX detect the cluster)."""
     num_processes: Annotated[Optional[int], _hint('(default: $VDM_NUM_PROCESSES)', 'INT')] = None
@@ -236,6 +242,8 @@ class Train:
         for name in ("log_every", "checkpoint_every", "keep_checkpoints", "sample_steps"):
             if getattr(self, name) < 1:
                 raise TrainError(f"--{name.replace('_', '-')} {getattr(self, name)}: expected >= 1")
+        if self.batch_parts is not None and self.batch_parts < 1:
+            raise TrainError(f"--batch-parts {self.batch_parts}: expected >= 1")
         for name in ("sample_every", "num_samples"):
             if getattr(self, name) < 0:
                 raise TrainError(f"--{name.replace('_', '-')} {getattr(self, name)}: expected >= 0")
@@ -256,7 +264,7 @@ class Train:
                 run["compute_dtype"] = kept["compute_dtype"]
         return TrainOptions(config=config, recipe=Recipe.of(config.train), data=data, run_dir=run_dir,
                             seed=seed, resume=self.resume, overwrite=self.overwrite, minutes=self.minutes,
-                            init_from=self.init_from,
+                            init_from=self.init_from, batch_parts=self.batch_parts,
                             progress=self.progress, **run)
 
     def _new_run(self):
@@ -317,19 +325,21 @@ class Train:
         return dataclasses.replace(config, **parts), seed, data
 
     def _split_cpu(self, opts: TrainOptions) -> None:
-        """Apply --cpu-devices (or its default, `sharding.cpu_devices`) before JAX starts."""
+        """Before JAX starts: split the CPU into --cpu-devices devices or, for one (the default,
+        on one process without an XLA_FLAGS device count), run its computations on this thread
+        (`cpu_host.run_on_calling_thread`)."""
+        from vdm_fast import cpu_host
         from vdm_fast import sharding as shd
 
+        if opts.backend != "fast":
+            return
         try:
             multi_host = shd.distributed_requested(self.coordinator_address, self.num_processes)
         except ValueError:  # a malformed $VDM_NUM_PROCESSES: initialize_distributed names it next
             multi_host = True
-        n = self.cpu_devices if self.cpu_devices is not None else shd.cpu_devices(
-            opts.config.train.batch_size, opts.data_parallel, opts.fsdp, multi_host)
-        if n is None or opts.backend != "fast":
-            return
         try:
-            shd.split_cpu(n)
+            if not multi_host or self.cpu_devices is not None:
+                cpu_host.prepare(self.cpu_devices)
         except ValueError as e:
             raise TrainError(f"--cpu-devices: {e}") from None
 

@@ -66,6 +66,8 @@ def check_options(opts: TrainOptions, is_main: bool = True):
         raise TrainError(f"--backend {opts.backend!r}: expected one of {BACKENDS}")
     if opts.backend == "ref" and (opts.compute_dtype or opts.remat):
         raise TrainError("--bf16 and --remat apply to --backend fast; the reference runs float32 as written")
+    if opts.batch_parts not in (None, 1) and opts.backend == "ref":
+        raise TrainError("--batch-parts applies to --backend fast; the reference evaluates the batch whole")
     if opts.fsdp > 1 and opts.backend == "ref":
         raise TrainError("--backend ref runs on one device: drop --fsdp (or use --backend fast)")
     if opts.minutes is not None and not opts.minutes > 0:
@@ -87,6 +89,10 @@ def check_options(opts: TrainOptions, is_main: bool = True):
         except ValueError as e:
             raise TrainError(f"--data-parallel {opts.data_parallel} --fsdp {opts.fsdp} --batch-size "
                              f"{tc.batch_size}: {e}") from None
+        share = tc.batch_size // mesh.size
+        if opts.batch_parts is not None and share % opts.batch_parts:
+            raise TrainError(f"--batch-parts {opts.batch_parts}: each of the {mesh.size} device(s) takes "
+                             f"{share} examples, which do not split into {opts.batch_parts} equal parts")
     if not opts.skip_memory_check:
         check_memory(opts.config, per_device_batch=tc.batch_size // (mesh.size if mesh is not None else 1),
                      fsdp=opts.fsdp, remat=opts.remat)
@@ -202,9 +208,11 @@ class _Run:
         # "The convolution input as a buffer"), flattering the fraction.
         self.peak = matmul_peak_flops()
         self.t_start = time.perf_counter()  # --minutes counts from here: the step's compilation included
+        self.batch_parts = batch_parts(opts, mesh)
         self.impl = make_step(opts.config, opts.recipe, backend=opts.backend, params=params, arrays=arrays,
                               start_step=start_step, mesh=mesh, compute_dtype=opts.compute_dtype,
-                              remat=opts.remat, example_batch=self.batcher(start_step))
+                              remat=opts.remat, batch_parts=self.batch_parts,
+                              example_batch=self.batcher(start_step))
 
     # ---- outputs
 
@@ -326,7 +334,7 @@ class _Run:
                    "matmul_peak_flops": max(peak, matmul_peak_flops()), "load_average": os.getloadavg(),
                    "compile_seconds": compile_s, "checkpoint": str(final) if final else None,
                    "params": count_params(opts.config.unet), "samples": last_sample,
-                   "devices": _devices(self.mesh)}
+                   "devices": dict(_devices(self.mesh), batch_parts=self.batch_parts)}
         if self.is_main:
             (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
         return summary
@@ -410,6 +418,17 @@ class _Progress:
     def close(self) -> None:
         """Close the bar."""
         self.bar.close()
+
+
+def batch_parts(opts: TrainOptions, mesh) -> int:
+    """--batch-parts, or its default `sharding.cpu_batch_parts` (1 for --backend ref)."""
+    if mesh is None:
+        return 1
+    if opts.batch_parts is not None:
+        return opts.batch_parts
+    from vdm_fast.sharding import cpu_batch_parts
+
+    return cpu_batch_parts(mesh, opts.config.train.batch_size)
 
 
 def _devices(mesh) -> dict:

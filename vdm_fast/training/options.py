@@ -112,5 +112,6 @@ class TrainOptions:
     skip_memory_check: bool = False
     compute_dtype: str | None = None
     remat: bool = False
+    batch_parts: int | None = None
     progress: bool = True
     mp4: bool = True

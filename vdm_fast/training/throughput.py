@@ -11,9 +11,10 @@ alternates the step compiled without and with its convolution inputs materialise
 
 FLOPs per example are 3 × the forward FLOPs of `vdm_ref.network.flops` (forward + backward ≈ 3
 forward passes) at frames + image frames; the matmul peak is the best of several float32
-n x n matmuls. The CPU is split into devices as `python cli.py train` splits it (`--cpu-devices`,
-`vdm_fast.sharding.cpu_devices`). The machine's load average is printed with the result, since on a shared CPU
-other processes take their share.
+n x n matmuls. The CPU is laid out as `python cli.py train` lays it out (`--cpu-devices`,
+`vdm_fast.cpu_host.prepare`: by default one device run on the calling thread, its batch in
+`vdm_fast.sharding.cpu_batch_parts` parts). The machine's load average is printed with the result,
+since on a shared CPU other processes take their share.
 """
 
 from __future__ import annotations
@@ -25,13 +26,13 @@ import time
 
 import numpy as np
 
+from vdm_fast import cpu_host
 from vdm_fast.compile_options import compiler_options
 from vdm_fast.measure import matmul_peak_flops
-from vdm_fast.sharding import cpu_devices, split_cpu
 
 
 def measure(config, recipe=None, *, steps: int = 10, warmup: int = 2, data_parallel: int = -1,
-            fsdp: int = 1, compute_dtype=None, remat=False) -> dict:
+            fsdp: int = 1, compute_dtype=None, remat=False, batch_parts=None) -> dict:
     """Time `steps` compiled training steps (after `warmup`) on a fixed random batch."""
 
     from vdm_ref.network import count_params, flops
@@ -40,7 +41,7 @@ def measure(config, recipe=None, *, steps: int = 10, warmup: int = 2, data_paral
     u, tc = config.unet, config.train
     f = u.frames + tc.image_frames
     impl, batch, mesh = fixed_step(config, recipe, data_parallel=data_parallel, fsdp=fsdp,
-                                   compute_dtype=compute_dtype, remat=remat)
+                                   compute_dtype=compute_dtype, remat=remat, batch_parts=batch_parts)
     state, step = impl.state, impl.step
     for n in range(warmup):
         state, m = step(state, batch, step_key(0, n))
@@ -55,7 +56,8 @@ def measure(config, recipe=None, *, steps: int = 10, warmup: int = 2, data_paral
             "frames": f"{u.frames}+{tc.image_frames}", "image_size": u.image_size,
             "seconds_per_step": dt, "steps_per_s": 1 / dt, "examples_per_s": tc.batch_size / dt,
             "flops_per_example": per_example, "flops_per_s": tc.batch_size * per_example / dt,
-            "compile_s": impl.compile_s, "devices": mesh.size, "compute_dtype": compute_dtype or "float32",
+            "compile_s": impl.compile_s, "devices": mesh.size, "batch_parts": impl.batch_parts,
+            "compute_dtype": compute_dtype or "float32",
             "compiler_options": compiler_options()}
 
 
@@ -74,10 +76,10 @@ def fixed_batch(config) -> dict:
 
 
 def fixed_step(config, recipe=None, *, data_parallel: int = -1, fsdp: int = 1, compute_dtype=None,
-               remat=False):
+               remat=False, batch_parts=None):
     """(the compiled step on a new state (`vdm_fast.train.make_step`, parameters of seed 0), the
     `fixed_batch` placed on its devices, the mesh): what `measure` times and
-    `benchmarks.step_profile` traces."""
+    `benchmarks.step_profile` traces. batch_parts None: `sharding.cpu_batch_parts`."""
     from vdm_fast import sharding as shd
     from vdm_fast.train import make_step
     from vdm_ref.network import init
@@ -85,8 +87,10 @@ def fixed_step(config, recipe=None, *, data_parallel: int = -1, fsdp: int = 1, c
 
     batch = fixed_batch(config)
     mesh = shd.data_fsdp_mesh(data_parallel, fsdp)
+    if batch_parts is None:
+        batch_parts = shd.cpu_batch_parts(mesh, config.train.batch_size)
     impl = make_step(config, recipe or Recipe(), params=init(config.unet, 0), mesh=mesh,
-                     compute_dtype=compute_dtype, remat=remat, example_batch=batch)
+                     compute_dtype=compute_dtype, remat=remat, batch_parts=batch_parts, example_batch=batch)
     return impl, impl.put_batch(batch), mesh
 
 
@@ -109,13 +113,14 @@ def main(argv=None) -> None:
                         "(vdm_fast.network.layers.MATERIALISE_ON_CPU), not, or both alternated")
     p.add_argument("--repeats", type=int, default=1, help="measurements per setting (median)")
     p.add_argument("--cpu-devices", type=int, default=None,
-                   help="split the CPU into this many devices, data parallel (default: as `python cli.py "
-                        "train` does, vdm_fast.sharding.cpu_devices)")
+                   help="split the CPU into this many devices, data parallel (default: one, run on the "
+                        "calling thread, as `python cli.py train` does: vdm_fast.cpu_host.prepare)")
+    p.add_argument("--batch-parts", type=int, default=None,
+                   help="evaluate each device's batch as this many independent parts (default: "
+                        "vdm_fast.sharding.cpu_batch_parts)")
     args = p.parse_args(argv)
     config = resolve_config(args.preset, json.loads(args.overrides))
-    n = args.cpu_devices or cpu_devices(config.train.batch_size)
-    if n is not None:
-        split_cpu(n)
+    cpu_host.prepare(args.cpu_devices)
     if args.xla_options == "both" and args.materialise == "both":
         p.error("--xla-options both and --materialise both: compare one thing at a time")
     options = ("default", "ours") if args.xla_options == "both" else (args.xla_options,)
