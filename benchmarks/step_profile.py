@@ -4,8 +4,8 @@ operations grouped by kind and summed over the threads that ran them.
     python -m benchmarks.step_profile --preset mnist-small --steps 5 --top 15
     python -m benchmarks.step_profile --no-materialise      # convolution inputs not materialised
 
-The step is built as `python -m vdm_fast.training.throughput` builds it (the CPU split into devices
-as `python cli.py train` splits it, on `throughput.fixed_step`'s batch), run twice,
+The step is built as `python -m vdm_fast.training.throughput` builds it (the CPU laid out as
+`python cli.py train` lays it out, on `throughput.fixed_step`'s batch), run twice,
 timed over `--steps` steps, then traced over as many more (the trace slows them). Each XLA
 operation's events are read back with `jax.profiler.ProfileData` and grouped by the operation's
 name without its number (`transpose_copy_fusion.94` → `transpose_copy_fusion`); the times are per step, summed over the
@@ -93,8 +93,8 @@ def main(argv=None) -> dict[str, tuple[float, int]]:
             jax.block_until_ready(m)
         table = operation_times(d, args.steps)
     shown = sum(ms for ms, _ in table.values())
-    print(f"{config.name}: {seconds:.3f} s/step untraced, {jax.device_count()} devices; "
-          f"operation events {shown:.0f} ms per step over all threads")
+    print(f"{config.name}: {seconds:.3f} s/step untraced, {jax.device_count()} device(s), the batch in "
+          f"{impl.batch_parts} part(s); operation events {shown:.0f} ms per step over all threads")
     print(f"{'operation kind':32s} {'ms/step':>9s} {'share':>6s} {'events/step':>11s}")
     for kind, (ms, n) in list(table.items())[: args.top]:
         print(f"{kind:32s} {ms:9.1f} {100 * ms / shown:5.1f}% {n:11d}")

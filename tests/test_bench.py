@@ -123,9 +123,10 @@ def test_step_profile_groups_a_traced_steps_operations_by_kind():
                           "--top", "40"], capture_output=True, text=True, env=env, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     head, columns, *rows = out.stdout.strip().splitlines()
-    assert re.match(r"tiny: \d+\.\d+ s/step untraced, 2 devices; operation events \d+ ms per step", head)
+    assert re.match(r"tiny: \d+\.\d+ s/step untraced, 1 device\(s\), the batch in 2 part\(s\); "
+                    r"operation events \d+ ms per step", head)
     kinds = {row.split()[0]: float(row.split()[1]) for row in rows}
-    assert "convolution" in kinds and "all-reduce" in kinds  # the split step's gradient is all-reduced
+    assert "convolution" in kinds and "all-reduce" not in kinds  # one device (two parts): nothing to all-reduce
     assert all(ms >= 0 for ms in kinds.values()) and not any(k.startswith("ThunkExecutor") for k in kinds)
     assert not any(re.search(r"\.\d+$", k) for k in kinds)  # grouped: no numbered operation names
     bad = subprocess.run([sys.executable, "-m", "benchmarks.step_profile", "--preset", "nope"],

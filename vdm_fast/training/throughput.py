@@ -153,7 +153,7 @@ def _measure_row(config, args, setting: str, materialise: bool = True) -> dict:
     layers.MATERIALISE_ON_CPU = materialise
     try:
         peak = matmul_peak_flops()
-        r = measure(config, steps=args.steps)
+        r = measure(config, steps=args.steps, batch_parts=args.batch_parts)
         peak_after = matmul_peak_flops()
     finally:
         layers.MATERIALISE_ON_CPU = previous_materialise
