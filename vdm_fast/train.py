@@ -318,6 +318,11 @@ def make_step(config, recipe: Recipe, *, backend: str = "fast", params=None, arr
         raise ValueError(f"batch_parts={batch_parts}: expected a divisor of the {batch_size // mesh.size} "
                          f"examples each of the {mesh.size} device(s) takes")
     put_batch = lambda b: shd.global_batch(b, batch_sh, batch_size)  # noqa: E731
+    if mesh.devices.flat[0].platform == "cpu":
+        # A CPU copies a host batch asynchronously; a step called before the copy has finished
+        # runs on a JAX worker thread, not the calling thread `cpu_host.run_on_calling_thread`
+        # asks for (and maps its temporary buffer afresh). The copy is small: wait for it.
+        put_batch = lambda b: jax.block_until_ready(shd.global_batch(b, batch_sh, batch_size))  # noqa: E731
     leaves, treedef = jax.tree.flatten(state_sh)
     step = _sharded_step(config, recipe, backend, compute_dtype, remat, batch_parts, treedef, tuple(leaves),
                          batch_sh, _trace_switches())
