@@ -57,6 +57,7 @@ import resource, sys
 from vdm_fast import cpu_host
 if sys.argv[1] == "calling-thread":
     cpu_host.prepare()
+    cpu_host.keep_large_blocks()
 import jax, jax.numpy as jnp
 f = jax.jit(lambda x: jnp.sin(x) * 2.0)
 x = jnp.ones((24 * 2**20,), jnp.float32)  # 96 MB in, 96 MB out: more than glibc's mmap threshold
@@ -74,8 +75,8 @@ print(sorted(faults)[5])  # the median call (the heap grows now and then, when a
 @pytest.mark.skipif(cpu_host._libc() is None, reason="glibc's mallopt")
 def test_the_calling_thread_reuses_a_freed_96_mb_buffer_instead_of_faulting_it_in_again():
     """JAX's worker thread maps each call's 96 MB output afresh (~24,600 page faults a call); run
-    on the calling thread with the heap kept (`cpu_host.prepare`), the next call reuses it (the
-    median call of 11)."""
+    on the calling thread with the heap kept (`cpu_host.prepare`, `keep_large_blocks`), the next
+    call reuses it (the median call of 11)."""
     env = dict(os.environ, XLA_FLAGS="", JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT))
     faults = {}
     for mode in ("calling-thread", "jax-default"):
@@ -102,3 +103,22 @@ def test_training_in_two_parts_on_one_device_matches_two_devices(tmp_path, jax_c
     want, _ = _final_params(tmp_path / "split")
     for k in want:
         np.testing.assert_allclose(got[k], want[k], rtol=0, atol=1e-5, err_msg=k)
+
+
+def test_a_one_device_cpu_step_on_the_calling_thread_keeps_large_blocks(monkeypatch):
+    """make_step asks glibc to keep the step's buffers exactly when the step runs on the calling
+    thread's heap: one CPU device, synchronous dispatch (not for several devices, nor on JAX's
+    default asynchronous dispatch)."""
+    from test_train_step import CONFIG
+    from vdm_fast import train as fast_train
+    from vdm_ref.network import init
+    from vdm_ref.train import Recipe
+
+    calls = []
+    monkeypatch.setattr(cpu_host, "keep_large_blocks", lambda: calls.append(1) or True)
+    params = init(CONFIG.unet, 0)
+    for inline, devices, want in [(True, 1, 1), (True, 2, 0), (False, 1, 0)]:
+        monkeypatch.setattr(cpu_host, "on_calling_thread", lambda inline=inline: inline)
+        calls.clear()
+        fast_train.make_step(CONFIG, Recipe(), params=params, mesh=shd.data_fsdp_mesh(devices, 1))
+        assert len(calls) == want, (inline, devices)

@@ -12,15 +12,18 @@ whatever the settings. JAX runs a computation on a device's worker thread, unles
 dispatches synchronously, when it runs on the calling thread; with one device that is the
 training loop's thread, whose heap is the main arena.
 
-- `run_on_calling_thread()`: before JAX starts, synchronous CPU dispatch, and large allocations
-  kept in the heap (`mallopt`: no `mmap` for them, no trimming below 2 GB). The step then reuses
-  last step's temporary buffer: no faults (`tests/test_cpu_host.py`).
+- `run_on_calling_thread()`: before JAX starts, synchronous CPU dispatch (`on_calling_thread()`
+  says whether it is on).
+- `keep_large_blocks()`: large allocations kept in the heap (`mallopt`: no `mmap` for them, no
+  trimming below 2 GB). `vdm_fast.train.make_step` calls it for a step on one CPU device run on
+  the calling thread (not on a GPU host, whose CPU client is idle): the step then reuses the last
+  step's temporary buffer, no faults (`tests/test_cpu_devices.py`).
 - `prepare(devices)`: what a training process does before JAX starts: split the CPU into
   `devices` >= 2 devices (`sharding.split_cpu`), or run one device on the calling thread.
 - `release_freed_memory()`: hand freed heap memory back to the system (after a compile).
 
-Both are no-ops where glibc is absent. Multi-device CPU runs (`--cpu-devices N`) keep JAX's
-worker threads and the faults.
+The heap functions are no-ops where glibc is absent. Multi-device CPU runs (`--cpu-devices N`)
+keep JAX's worker threads and the faults.
 """
 
 from __future__ import annotations
@@ -29,8 +32,8 @@ import ctypes
 import functools
 import os
 
-__all__ = ["KEEP_BYTES", "M_MMAP_MAX", "M_TRIM_THRESHOLD", "prepare", "release_freed_memory",
-           "run_on_calling_thread"]
+__all__ = ["KEEP_BYTES", "M_MMAP_MAX", "M_TRIM_THRESHOLD", "keep_large_blocks", "on_calling_thread", "prepare",
+           "release_freed_memory", "run_on_calling_thread"]
 
 M_TRIM_THRESHOLD = -1
 M_MMAP_MAX = -4
@@ -50,17 +53,29 @@ def _libc():
     return libc
 
 
-def run_on_calling_thread() -> bool:
-    """Make every CPU computation run on the thread that calls it, allocating from a heap that
-    keeps its large blocks (module docstring). Must run before JAX starts (ValueError otherwise).
-    Returns whether glibc took the heap settings (False: another C library; dispatch is
-    synchronous either way)."""
+def run_on_calling_thread() -> None:
+    """Make every CPU computation run on the thread that calls it once its inputs are ready
+    (synchronous CPU dispatch; module docstring). Must run before JAX starts (ValueError
+    otherwise)."""
     import jax
     from jax._src import xla_bridge
 
     if xla_bridge.backends_are_initialized():
         raise ValueError("JAX has already started: set synchronous CPU dispatch before any JAX operation")
     jax.config.update("jax_cpu_enable_async_dispatch", False)
+
+
+def on_calling_thread() -> bool:
+    """Whether CPU computations run on the calling thread (`run_on_calling_thread`)."""
+    import jax
+
+    return not jax.config.values["jax_cpu_enable_async_dispatch"]
+
+
+def keep_large_blocks() -> bool:
+    """From now on, serve large allocations from the heap and keep freed memory there (up to
+    `KEEP_BYTES` at its top) instead of mapping and unmapping it (module docstring). Returns
+    whether glibc took the settings (False elsewhere)."""
     libc = _libc()
     if libc is None:
         return False

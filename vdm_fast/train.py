@@ -323,6 +323,8 @@ def make_step(config, recipe: Recipe, *, backend: str = "fast", params=None, arr
         # runs on a JAX worker thread, not the calling thread `cpu_host.run_on_calling_thread`
         # asks for (and maps its temporary buffer afresh). The copy is small: wait for it.
         put_batch = lambda b: jax.block_until_ready(shd.global_batch(b, batch_sh, batch_size))  # noqa: E731
+        if mesh.size == 1 and cpu_host.on_calling_thread():
+            cpu_host.keep_large_blocks()  # the calling thread's heap keeps the step's buffers
     leaves, treedef = jax.tree.flatten(state_sh)
     step = _sharded_step(config, recipe, backend, compute_dtype, remat, batch_parts, treedef, tuple(leaves),
                          batch_sh, _trace_switches())
