@@ -16,6 +16,7 @@ import os
 import re
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -537,6 +538,44 @@ def test_sigterm_checkpoints_the_state_and_ends_in_one_line(trained, tmp_path, m
         signal.signal(signal.SIGTERM, previous)
     assert code == 130, err
     assert err.strip().splitlines()[-1].startswith("interrupted: ") and "--resume" in err, err
+    assert [s for s, _ in ckpt.list_checkpoints(run)] == [1]
+    _, meta = ckpt.load_checkpoint(run)
+    assert meta["stopped"] == "interrupted"
+
+
+def test_sigterm_dropped_inside_a_garbage_collector_callback_still_stops_the_run(trained, tmp_path, monkeypatch):
+    """Python runs the SIGTERM handler wherever the main thread is; inside a `gc.callbacks` hook
+    (JAX registers one) its KeyboardInterrupt is printed and dropped. The loop still stops before
+    its next step, checkpointed and marked interrupted (`loop.TERMINATED`)."""
+    import gc
+    import signal
+
+    account = training_loop._Run.account
+    dropped = []
+
+    def kill_inside_gc(self, step, metrics, progress):
+        account(self, step, metrics, progress)
+        if step == 0:
+            def hook(phase, info):
+                if phase == "start" and hook in gc.callbacks:
+                    gc.callbacks.remove(hook)
+                    try:
+                        os.kill(os.getpid(), signal.SIGTERM)
+                        len(())  # a call: the handler runs here, inside the collector's callback
+                    except KeyboardInterrupt:
+                        dropped.append(step)
+                        raise  # what the collector prints and drops
+
+            gc.callbacks.append(hook)
+            gc.collect()
+
+    monkeypatch.setattr(training_loop._Run, "account", kill_inside_gc)
+    run = tmp_path / "run"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pytest reports the dropped exception as a warning
+        code, _, err = run_cli(*MINI, "--run-dir", run, "--steps", 4, "--checkpoint-every", 5, "--log-every", 5)
+    assert dropped == [0]  # the interrupt was raised inside the hook, and dropped there
+    assert code == 130, err  # ... and the loop stopped anyway, at its next step
     assert [s for s, _ in ckpt.list_checkpoints(run)] == [1]
     _, meta = ckpt.load_checkpoint(run)
     assert meta["stopped"] == "interrupted"

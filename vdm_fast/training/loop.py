@@ -161,11 +161,21 @@ def resumed_progress(opts: TrainOptions, meta: dict) -> float:
     return p0 if p0 < 1.0 else 0.0
 
 
+TERMINATED: list[int] = []
+"""The SIGTERM received while the loop runs (`terminate_as_interrupt`), which the loop raises as
+KeyboardInterrupt before its next step."""
+
+
 @contextlib.contextmanager
 def terminate_as_interrupt():
     """SIGTERM (what `kill`, a job scheduler's preemption or a container stop sends) is handled
     as Ctrl-C while the training loop runs: the state is checkpointed before the process ends, so
-    `--resume` loses nothing. Only in the main thread (where Python delivers signals)."""
+    `--resume` loses nothing. Only in the main thread (where Python delivers signals).
+
+    The handler raises KeyboardInterrupt and records the signal in TERMINATED, which the loop
+    checks before every step: Python runs a handler wherever the main thread is, and an exception
+    raised inside a garbage-collector callback (JAX registers one) is printed and dropped — a
+    `mnist-small` run once trained on after `kill`."""
     import signal
     import threading
 
@@ -174,13 +184,16 @@ def terminate_as_interrupt():
         return
 
     def interrupt(signum, frame):
+        TERMINATED.append(signum)
         raise KeyboardInterrupt(f"signal {signum}")
 
+    TERMINATED.clear()
     previous = signal.signal(signal.SIGTERM, interrupt)
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+        TERMINATED.clear()
 
 
 class _Run:
@@ -291,6 +304,8 @@ class _Run:
         prefetch = Prefetcher(self.batcher, step)
         try:
             while step < opts.config.train.train_steps and (deadline is None or time.perf_counter() < deadline):
+                if TERMINATED:  # a SIGTERM whose KeyboardInterrupt was dropped (terminate_as_interrupt)
+                    raise KeyboardInterrupt(f"signal {TERMINATED[0]}")
                 t_step = time.perf_counter()
                 state, m = self.impl.step(state, self.impl.put_batch(prefetch.get(step)), step_key(opts.seed, step),
                                           self.progress(step), proceed)
