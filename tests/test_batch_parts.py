@@ -79,3 +79,11 @@ def test_a_batch_that_does_not_split_is_an_error():
     mesh = shd.data_fsdp_mesh(1, 1)
     with pytest.raises(ValueError, match="batch_parts=3: expected a divisor of the 4 examples"):
         fast_train.make_step(CONFIG, Recipe(), params=init(CONFIG.unet, 0), mesh=mesh, batch_parts=3)
+
+
+def test_the_throughput_tool_refuses_parts_that_do_not_split_the_batch(capsys):
+    from vdm_fast.training.throughput import main
+
+    with pytest.raises(SystemExit):
+        main(["--preset", "tiny", "--steps", "1", "--batch-parts", "3"])
+    assert "--batch-parts 3: expected a divisor of the 4 examples" in capsys.readouterr().err

@@ -123,6 +123,9 @@ def main(argv=None) -> None:
     cpu_host.prepare(args.cpu_devices)
     if args.xla_options == "both" and args.materialise == "both":
         p.error("--xla-options both and --materialise both: compare one thing at a time")
+    share = config.train.batch_size // (args.cpu_devices or 1)
+    if args.batch_parts is not None and (args.batch_parts < 1 or share % args.batch_parts):
+        p.error(f"--batch-parts {args.batch_parts}: expected a divisor of the {share} examples each device takes")
     options = ("default", "ours") if args.xla_options == "both" else (args.xla_options,)
     materialise = (False, True) if args.materialise == "both" else (args.materialise == "on",)
     settings = [(o, m) for o in options for m in materialise]
