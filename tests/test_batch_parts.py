@@ -86,4 +86,6 @@ def test_the_throughput_tool_refuses_parts_that_do_not_split_the_batch(capsys):
 
     with pytest.raises(SystemExit):
         main(["--preset", "tiny", "--steps", "1", "--batch-parts", "3"])
-    assert "--batch-parts 3: expected a divisor of the 4 examples" in capsys.readouterr().err
+    n = jax.device_count()  # the tool's mesh: every device of the process (conftest's 4 here)
+    assert (f"--batch-parts 3: expected a divisor of the {4 // n} examples each of the {n} device(s) takes"
+            in capsys.readouterr().err)

@@ -181,13 +181,22 @@ def cpu_batch_parts(mesh: Mesh, batch_size: int) -> int:
     did not say (`vdm_fast.backend.in_parts`): `CPU_BATCH_PARTS` for a mesh of one CPU device on
     a machine with at least that many cores and a batch that splits evenly; 1 otherwise (several
     devices already run side by side; a GPU or TPU fills itself)."""
-    devices = mesh.devices.flat
-    if mesh.size != 1 or next(iter(devices)).platform != "cpu":
+    if mesh.size != 1 or mesh.devices.flat[0].platform != "cpu":
         return 1
     n = CPU_BATCH_PARTS
     if (os.cpu_count() or 1) < n or batch_size % n:
         return 1
     return n
+
+
+def batch_parts(mesh: Mesh, batch_size: int, parts: int | None = None) -> int:
+    """The parts each device's batch is evaluated in: `parts`, or when None `cpu_batch_parts`.
+    ValueError unless they split each device's share of the batch evenly."""
+    parts = cpu_batch_parts(mesh, batch_size) if parts is None else parts
+    share = batch_size // mesh.size
+    if parts < 1 or share % parts:
+        raise ValueError(f"expected a divisor of the {share} examples each of the {mesh.size} device(s) takes")
+    return parts
 
 
 def split_cpu(devices: int) -> None:

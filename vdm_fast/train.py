@@ -314,17 +314,17 @@ def make_step(config, recipe: Recipe, *, backend: str = "fast", params=None, arr
     state_sh = shd.param_shardings(template, mesh, fsdp=True, axis="fsdp")
     batch_sh = shd.batch_sharding(mesh, axis=shd.TRAIN_AXES)
     batch_size = config.train.batch_size
-    if batch_parts < 1 or (batch_size // mesh.size) % batch_parts:
-        raise ValueError(f"batch_parts={batch_parts}: expected a divisor of the {batch_size // mesh.size} "
-                         f"examples each of the {mesh.size} device(s) takes")
+    try:
+        shd.batch_parts(mesh, batch_size, batch_parts)
+    except ValueError as e:
+        raise ValueError(f"batch_parts={batch_parts}: {e}") from None
     put_batch = lambda b: shd.global_batch(b, batch_sh, batch_size)  # noqa: E731
-    if mesh.devices.flat[0].platform == "cpu":
+    if mesh.size == 1 and mesh.devices.flat[0].platform == "cpu" and cpu_host.on_calling_thread():
         # A CPU copies a host batch asynchronously; a step called before the copy has finished
         # runs on a JAX worker thread, not the calling thread `cpu_host.run_on_calling_thread`
         # asks for (and maps its temporary buffer afresh). The copy is small: wait for it.
         put_batch = lambda b: jax.block_until_ready(shd.global_batch(b, batch_sh, batch_size))  # noqa: E731
-        if mesh.size == 1 and cpu_host.on_calling_thread():
-            cpu_host.keep_large_blocks()  # the calling thread's heap keeps the step's buffers
+        cpu_host.keep_large_blocks()  # the calling thread's heap keeps the step's buffers
     leaves, treedef = jax.tree.flatten(state_sh)
     step = _sharded_step(config, recipe, backend, compute_dtype, remat, batch_parts, treedef, tuple(leaves),
                          batch_sh, _trace_switches())

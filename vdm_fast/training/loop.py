@@ -89,10 +89,10 @@ def check_options(opts: TrainOptions, is_main: bool = True):
         except ValueError as e:
             raise TrainError(f"--data-parallel {opts.data_parallel} --fsdp {opts.fsdp} --batch-size "
                              f"{tc.batch_size}: {e}") from None
-        share = tc.batch_size // mesh.size
-        if opts.batch_parts is not None and share % opts.batch_parts:
-            raise TrainError(f"--batch-parts {opts.batch_parts}: each of the {mesh.size} device(s) takes "
-                             f"{share} examples, which do not split into {opts.batch_parts} equal parts")
+        try:
+            shd.batch_parts(mesh, tc.batch_size, opts.batch_parts)
+        except ValueError as e:
+            raise TrainError(f"--batch-parts {opts.batch_parts}: {e}") from None
     if not opts.skip_memory_check:
         check_memory(opts.config, per_device_batch=tc.batch_size // (mesh.size if mesh is not None else 1),
                      fsdp=opts.fsdp, remat=opts.remat)
@@ -221,7 +221,9 @@ class _Run:
         # "The convolution input as a buffer"), flattering the fraction.
         self.peak = matmul_peak_flops()
         self.t_start = time.perf_counter()  # --minutes counts from here: the step's compilation included
-        self.batch_parts = batch_parts(opts, mesh)
+        from vdm_fast import sharding as shd
+
+        self.batch_parts = 1 if mesh is None else shd.batch_parts(mesh, tc.batch_size, opts.batch_parts)
         self.impl = make_step(opts.config, opts.recipe, backend=opts.backend, params=params, arrays=arrays,
                               start_step=start_step, mesh=mesh, compute_dtype=opts.compute_dtype,
                               remat=opts.remat, batch_parts=self.batch_parts,
@@ -433,17 +435,6 @@ class _Progress:
     def close(self) -> None:
         """Close the bar."""
         self.bar.close()
-
-
-def batch_parts(opts: TrainOptions, mesh) -> int:
-    """--batch-parts, or its default `sharding.cpu_batch_parts` (1 for --backend ref)."""
-    if mesh is None:
-        return 1
-    if opts.batch_parts is not None:
-        return opts.batch_parts
-    from vdm_fast.sharding import cpu_batch_parts
-
-    return cpu_batch_parts(mesh, opts.config.train.batch_size)
 
 
 def _devices(mesh) -> dict:

@@ -87,8 +87,7 @@ def fixed_step(config, recipe=None, *, data_parallel: int = -1, fsdp: int = 1, c
 
     batch = fixed_batch(config)
     mesh = shd.data_fsdp_mesh(data_parallel, fsdp)
-    if batch_parts is None:
-        batch_parts = shd.cpu_batch_parts(mesh, config.train.batch_size)
+    batch_parts = shd.batch_parts(mesh, config.train.batch_size, batch_parts)
     impl = make_step(config, recipe or Recipe(), params=init(config.unet, 0), mesh=mesh,
                      compute_dtype=compute_dtype, remat=remat, batch_parts=batch_parts, example_batch=batch)
     return impl, impl.put_batch(batch), mesh
@@ -123,9 +122,12 @@ def main(argv=None) -> None:
     cpu_host.prepare(args.cpu_devices)
     if args.xla_options == "both" and args.materialise == "both":
         p.error("--xla-options both and --materialise both: compare one thing at a time")
-    share = config.train.batch_size // (args.cpu_devices or 1)
-    if args.batch_parts is not None and (args.batch_parts < 1 or share % args.batch_parts):
-        p.error(f"--batch-parts {args.batch_parts}: expected a divisor of the {share} examples each device takes")
+    from vdm_fast import sharding as shd
+
+    try:
+        shd.batch_parts(shd.data_fsdp_mesh(-1, 1), config.train.batch_size, args.batch_parts)
+    except ValueError as e:
+        p.error(f"--batch-parts {args.batch_parts}: {e}")
     options = ("default", "ours") if args.xla_options == "both" else (args.xla_options,)
     materialise = (False, True) if args.materialise == "both" else (args.materialise == "on",)
     settings = [(o, m) for o in options for m in materialise]
